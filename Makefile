@@ -1,0 +1,37 @@
+# Template commands. Only python3, make and git are needed: everything else goes into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD := build
+PROJECT := shop-recommender
+
+.PHONY: setup demo test test-fast lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Bake the default project into ./build and run its golden path.
+demo: setup
+	rm -rf $(BUILD)/$(PROJECT)
+	scripts/bake.sh $(BUILD)
+	$(MAKE) -C $(BUILD)/$(PROJECT) setup demo
+
+# The template's whole test suite: every option bakes, the default bake runs for real.
+test: setup
+	$(BIN)/pytest tests
+
+# The fast tier (no end-to-end runs of the baked project); well under a minute.
+test-fast: setup
+	$(BIN)/pytest tests -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check hooks tests local_extensions.py
+	$(BIN)/ruff format --check hooks tests local_extensions.py
+
+clean:
+	rm -rf $(BUILD) $(VENV)

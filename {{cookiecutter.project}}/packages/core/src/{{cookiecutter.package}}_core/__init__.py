@@ -1,0 +1,1 @@
+"""Core library: data contract, interaction matrix, recommenders, metrics, serving artifact."""

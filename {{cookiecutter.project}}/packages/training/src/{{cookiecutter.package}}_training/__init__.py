@@ -1,0 +1,1 @@
+"""Training pipeline: the stages that take raw events to a promoted model."""
