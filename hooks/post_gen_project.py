@@ -47,6 +47,11 @@ def remove_unselected(deploy_target: str) -> None:
         shutil.rmtree("ansible")
 
 
+def remove_license_if_proprietary(license_name: str) -> None:
+    if license_name == "Proprietary":
+        Path("LICENSE").unlink()
+
+
 def record_answers(answers: dict[str, str]) -> None:
     public = {key: value for key, value in answers.items() if not key.startswith("_")}
     Path(ANSWERS_FILE).write_text(json.dumps(public, indent=2, sort_keys=True) + "\n")
@@ -80,6 +85,7 @@ def main() -> None:
         vendor_module(root / module, Path(module))
     vendor_ci(root, answers["ci_provider"])
     remove_unselected(answers["deploy_target"])
+    remove_license_if_proprietary(answers["license"])
     record_answers(answers)
     git_init_and_commit(answers["author_name"], answers["author_email"])
 

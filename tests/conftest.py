@@ -1,0 +1,250 @@
+"""Shared helpers for the template tests: the option matrix, baking, and what a bake should hold.
+
+The matrix follows cookiecutter-data-science: the product of the options that interact
+(`ci_provider` x `deploy_target`), with the independent options cycled across it so that every
+value of every option is baked at least once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.generate import generate_context
+from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD_DIR = TEMPLATE_ROOT / "{{cookiecutter.project}}"
+COOKIECUTTER_JSON = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+# The template venv's tools (ruff, check-jsonschema, cookiecutter, cruft): the ones running pytest.
+VENV_BIN = Path(sys.executable).parent
+
+INTERACTING_OPTIONS = ("ci_provider", "deploy_target")
+CYCLED_OPTIONS = ("python_version", "default_model", "license")
+ANSWERS_FILE = ".cookiecutter.json"
+LICENSE_FILE = "LICENSE"
+
+
+def choices(option: str) -> list[str]:
+    """The values cookiecutter offers for a choice option, default first."""
+    return list(COOKIECUTTER_JSON[option])
+
+
+def config_generator() -> Iterator[dict[str, str]]:
+    """Yield the extra_context of every configuration the template is baked with."""
+    cyclers = {option: itertools.cycle(choices(option)) for option in CYCLED_OPTIONS}
+    for combination in itertools.product(*(choices(o) for o in INTERACTING_OPTIONS)):
+        config = dict(zip(INTERACTING_OPTIONS, combination, strict=True))
+        config.update({option: next(cycler) for option, cycler in cyclers.items()})
+        yield config
+
+
+def config_id(config: dict[str, str]) -> str:
+    """A readable test id, e.g. `github-kubernetes+ansible-py3.11-ease-MIT`."""
+    return "-".join(
+        [
+            config["ci_provider"],
+            config["deploy_target"],
+            f"py{config['python_version']}",
+            config["default_model"],
+            config["license"],
+        ]
+    )
+
+
+CONFIGS = list(config_generator())
+CONFIG_IDS = [config_id(config) for config in CONFIGS]
+
+
+def answers_for(extra_context: dict[str, str]) -> dict:
+    """The full cookiecutter context a no-input bake with these answers gets (derived names too)."""
+    context = generate_context(
+        context_file=str(TEMPLATE_ROOT / "cookiecutter.json"), extra_context=extra_context
+    )
+    return dict(prompt_for_config(context, no_input=True))
+
+
+def public_answers(answers: dict) -> dict:
+    """The answers without cookiecutter's private `_` keys: what the project records."""
+    return {key: value for key, value in answers.items() if not key.startswith("_")}
+
+
+def write_cookiecutter_config(folder: Path) -> Path:
+    """A user config whose clone and replay folders live in `folder`, not in ~/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "cookiecutter-config.yaml"
+    config.write_text(
+        f'cookiecutters_dir: "{folder / "cookiecutters"}"\nreplay_dir: "{folder / "replay"}"\n'
+    )
+    return config
+
+
+@pytest.fixture(scope="session")
+def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_cookiecutter_config(tmp_path_factory.mktemp("cookiecutter-home"))
+
+
+def bake(
+    output_dir: Path, config_file: Path, template: Path | str = TEMPLATE_ROOT, **extra_context
+) -> Path:
+    """Generate a project with cookiecutter's Python API; return the project folder."""
+    project = cookiecutter(
+        str(template),
+        no_input=True,
+        extra_context=extra_context,
+        output_dir=str(output_dir),
+        config_file=str(config_file),
+    )
+    return Path(project)
+
+
+@dataclass(frozen=True)
+class Bake:
+    """A generated project and the answers it was generated from."""
+
+    path: Path
+    config: dict[str, str]
+    answers: dict
+
+    def files(self) -> set[str]:
+        """Every file in the project (POSIX paths relative to it), git's own folder aside."""
+        return {
+            path.relative_to(self.path).as_posix()
+            for path in self.path.rglob("*")
+            if path.is_file() and ".git" not in path.relative_to(self.path).parts[:1]
+        }
+
+    def read(self, relative: str) -> str:
+        return (self.path / relative).read_text()
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=CONFIG_IDS)
+def baked(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    cookiecutter_config: Path,
+) -> Bake:
+    """One bake per configuration, shared by every check in a test module."""
+    config = request.param
+    output = tmp_path_factory.mktemp(config_id(config).replace("+", "_"))
+    return Bake(bake(output, cookiecutter_config, **config), config, answers_for(config))
+
+
+# --- What a bake must hold: the payload tree rendered, plus the selected modules -------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a generated file comes from: a payload file (rendered or copied) or a module file."""
+
+    path: Path
+    vendored: bool = False
+    rendered: bool = True
+
+
+def _tree(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            yield path
+
+
+def _copy_without_render(relative: str, answers: dict) -> bool:
+    """cookiecutter's rule: a pattern matching the file or one of its parent folders."""
+    patterns = answers.get("_copy_without_render", [])
+    parts = relative.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(c, p) for c in candidates for p in patterns)
+
+
+def module_sources(answers: dict) -> dict[str, Source]:
+    """The module files the post-generation hook vendors for these answers."""
+    modules: dict[str, Path] = {}
+    if answers["ci_provider"] == "github":
+        modules[".github"] = TEMPLATE_ROOT / "ci" / "github"
+    elif answers["ci_provider"] == "gitlab":
+        modules[".gitlab-ci.yml"] = TEMPLATE_ROOT / "ci" / "gitlab" / "gitlab-ci.yml"
+    if "ansible" in answers["deploy_target"]:
+        modules["ansible"] = TEMPLATE_ROOT / "ansible"
+    if "kubernetes" in answers["deploy_target"]:
+        modules["k8s"] = TEMPLATE_ROOT / "k8s"
+    sources = {}
+    for target, source in modules.items():
+        if source.is_file():
+            sources[target] = Source(source, vendored=True, rendered=False)
+        for path in _tree(source) if source.is_dir() else ():
+            relative = path.relative_to(source).as_posix()
+            sources[f"{target}/{relative}"] = Source(path, vendored=True, rendered=False)
+    return sources
+
+
+def expected_sources(answers: dict) -> dict[str, Source]:
+    """Every file a bake with these answers must hold, mapped to where it comes from.
+
+    Per-option rules (mirroring hooks/post_gen_project.py): modules are merged over the rendered
+    payload; an unselected deployment module is removed whole, payload files included; the
+    answers are recorded in `.cookiecutter.json`; a proprietary project has no LICENSE. `.git/`
+    is checked elsewhere.
+    """
+    environment = StrictEnvironment(context={"cookiecutter": answers})
+    sources: dict[str, Source] = {}
+    for path in _tree(PAYLOAD_DIR):
+        relative = path.relative_to(PAYLOAD_DIR).as_posix()
+        target = environment.from_string(relative).render(cookiecutter=answers)
+        sources[target] = Source(path, rendered=not _copy_without_render(relative, answers))
+    sources.update(module_sources(answers))
+    for module, selected in (
+        ("ansible", "ansible" in answers["deploy_target"]),
+        ("k8s", "kubernetes" in answers["deploy_target"]),
+    ):
+        if not selected:
+            sources = {t: s for t, s in sources.items() if not t.startswith(f"{module}/")}
+    if answers["license"] == "Proprietary":
+        sources.pop(LICENSE_FILE, None)
+    sources[ANSWERS_FILE] = Source(Path(ANSWERS_FILE), rendered=False)
+    return sources
+
+
+# --- Running tools ---------------------------------------------------------------------------
+
+
+def tool(name: str) -> str:
+    """Path of a CLI installed in the template venv."""
+    path = VENV_BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {VENV_BIN}: run `make setup`")
+    return str(path)
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True):
+    """Run a command, failing the test with its output when it does not exit 0."""
+    result = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(args)}` in {cwd} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def isolated_env(home: Path, config_file: Path) -> dict[str, str]:
+    """Environment for CLI runs that must not touch the real ~/.cookiecutters or ~/.gitconfig."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GIT_", "COOKIECUTTER_"))
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(home), COOKIECUTTER_CONFIG=str(config_file), GIT_CONFIG_NOSYSTEM="1")
+    return env

@@ -1,0 +1,109 @@
+"""The default bake, for real: `make setup test`, the golden path, a no-op rerun, lineage, and a
+failing gate that leaves the champion alone. Slow: it installs and trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from cookiecutter.main import cookiecutter
+
+pytestmark = pytest.mark.slow
+TEMPLATE = Path(__file__).resolve().parents[1]
+
+
+def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(
+        ["make", "--no-print-directory", *targets],
+        cwd=project,
+        env={**env, "DVC_NO_ANALYTICS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("default-bake")
+    path = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output)))
+    make(path, "setup")
+    return path
+
+
+def test_generated_project_tests_pass(project):
+    result = make(project, "lint", "test")
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def golden_path(project) -> subprocess.CompletedProcess:
+    return make(project, "demo")
+
+
+def test_golden_path_recommends_from_the_champion(project, golden_path):
+    lines = [line for line in golden_path.stdout.splitlines() if line.startswith("user ")]
+    assert len(lines) == 3
+    for line in lines:
+        assert "(personalized" in line
+        assert len(line.split(": ", 1)[1].split(", ")) == 10
+    assert "promoted version 1 to champion" in golden_path.stdout
+
+
+def test_second_repro_is_a_no_op(project, golden_path):
+    result = make(project, "pipeline")
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date" in result.stdout + result.stderr
+
+
+def champion(project: Path) -> dict:
+    return json.loads(make(project, "-s", "lineage", "ARGS=--json").stdout)
+
+
+def test_champion_carries_its_lineage(project, golden_path):
+    record = champion(project)
+    assert record["version"] == "1"
+    assert "champion" in record["aliases"]
+    tags = record["tags"]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert tags["git_commit"] == head
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    outs = {out["path"]: out["md5"] for out in lock["stages"]["validate"]["outs"]}
+    assert tags["dvc_data_hash"] == outs["data/validated/events.parquet"]
+    assert tags["gate.decision"] == "pass"
+    assert float(tags["gate.lift_over_popularity"]) >= 1.25
+    assert tags["model"] == "ease"
+    for key in ("params_hash", "triggered_by", "trigger", "training_run_id", "promoted_by"):
+        assert tags[key]
+
+
+def test_failing_gate_leaves_the_champion_unchanged(project, golden_path):
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["model"]["ease"]["l2"] = 750.0  # a new candidate version...
+    params["gate"]["min_lift_over_popularity"] = 100.0  # ...that cannot pass
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = make(project, "pipeline", check=False)
+        assert result.returncode != 0
+        assert "GATE FAILED" in result.stderr
+        record = champion(project)
+        assert record["version"] == "1"
+        log = (project / "logs" / "promotions.jsonl").read_text().splitlines()
+        assert json.loads(log[-1])["decision"] == "fail"
+        assert json.loads(log[-1])["version"] == "2"
+    finally:
+        params_file.write_text(original)

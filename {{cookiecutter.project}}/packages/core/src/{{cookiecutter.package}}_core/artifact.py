@@ -1,0 +1,243 @@
+"""The serving artifact: precomputed recommendations as compact numpy arrays plus a JSON manifest.
+
+It needs numpy only, so the API can load it without the training stack. Every array file is
+checksummed in the manifest; `load` refuses an artifact whose files do not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# name -> (dtype kind, number of dimensions); dtype kind "U" is a fixed-width unicode string.
+ARRAYS: dict[str, tuple[str, int]] = {
+    "user_ids": ("U", 1),
+    "item_ids": ("U", 1),
+    "item_categories": ("U", 1),
+    "user_top_items": ("i", 2),
+    "user_top_scores": ("f", 2),
+    "similar_items": ("i", 2),
+    "similar_scores": ("f", 2),
+    "popular_items": ("i", 1),
+}
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k for one request: item ids, their scores and which strategy produced them."""
+
+    items: list[str]
+    scores: list[float]
+    strategy: str
+
+
+@dataclass(frozen=True)
+class ServingArtifact:
+    """Top-N per known user, similar items per item, a popularity fallback, and the id maps.
+
+    Item indices everywhere refer to positions in `item_ids`; -1 pads rows with fewer items.
+    `user_ids` and `item_ids` are sorted so that lookups are binary searches.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_categories: np.ndarray
+    user_top_items: np.ndarray
+    user_top_scores: np.ndarray
+    similar_items: np.ndarray
+    similar_scores: np.ndarray
+    popular_items: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.check_consistency()
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def user_index(self, user_ids: np.ndarray) -> np.ndarray:
+        """Row of each user in `user_top_items`, -1 for users the model has not seen."""
+        return _lookup(self.user_ids, np.asarray(user_ids, dtype=str))
+
+    def item_index(self, item_ids: np.ndarray) -> np.ndarray:
+        """Position of each item in `item_ids`, -1 for unknown items."""
+        return _lookup(self.item_ids, np.asarray(item_ids, dtype=str))
+
+    def top_items_for_users(self, user_ids: np.ndarray, k: int) -> np.ndarray:
+        """Item indices [n_users, k]: the precomputed top-k, or popularity for unknown users."""
+        rows = self.user_index(user_ids)
+        k_user = min(k, self.user_top_items.shape[1])
+        out = np.full((len(rows), k), -1, dtype=np.int32)
+        known = rows >= 0
+        out[known, :k_user] = self.user_top_items[rows[known], :k_user]
+        k_pop = min(k, len(self.popular_items))
+        out[~known, :k_pop] = self.popular_items[:k_pop]
+        return out
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude: frozenset[str] | set[str] = frozenset(),
+        category: str | None = None,
+    ) -> Recommendations:
+        """Top-k item ids for one user, dropping `exclude`d items and keeping one `category`."""
+        row = int(self.user_index(np.array([user_id]))[0])
+        if row >= 0:
+            candidates, scores, strategy = (
+                self.user_top_items[row],
+                self.user_top_scores[row],
+                "personalized",
+            )
+        else:
+            candidates, scores, strategy = self.popular_items, None, "popularity"
+        picked: list[int] = []
+        picked_scores: list[float] = []
+        for position, index in enumerate(candidates):
+            if index < 0 or len(picked) == k:
+                break
+            item = self.item_ids[index]
+            if item in exclude or (
+                category is not None and self.item_categories[index] != category
+            ):
+                continue
+            picked.append(int(index))
+            picked_scores.append(float(scores[position]) if scores is not None else 0.0)
+        return Recommendations([str(self.item_ids[i]) for i in picked], picked_scores, strategy)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the arrays and the manifest atomically (a temp folder renamed into place)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        files = {}
+        for name in ARRAYS:
+            path = staging / f"{name}.npy"
+            np.save(path, getattr(self, name), allow_pickle=False)
+            array = getattr(self, name)
+            files[path.name] = {
+                "sha256": _sha256(path),
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+            }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "n_users": len(self.user_ids),
+            "n_items": len(self.item_ids),
+            "top_n": int(self.user_top_items.shape[1]),
+            "similar_n": int(self.similar_items.shape[1]),
+            "metadata": self.metadata,
+            "files": files,
+            "checksum": _files_checksum(files),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+        return manifest
+
+    @classmethod
+    def load(cls, directory: Path) -> ServingArtifact:
+        """Read and verify an artifact; raise ArtifactError naming what is wrong."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        arrays = {}
+        for name in ARRAYS:
+            filename = f"{name}.npy"
+            expected = manifest["files"].get(filename)
+            path = directory / filename
+            if expected is None or not path.is_file():
+                raise ArtifactError(f"{directory}: missing array file {filename}")
+            if _sha256(path) != expected["sha256"]:
+                raise ArtifactError(f"{directory}: checksum mismatch for {filename}")
+            try:
+                arrays[name] = np.load(path, allow_pickle=False)
+            except ValueError as error:
+                raise ArtifactError(f"{directory}: cannot read {filename}: {error}") from error
+        return cls(**arrays, metadata=manifest.get("metadata", {}))
+
+    def check_consistency(self) -> None:
+        """Raise ArtifactError when array kinds or shapes disagree with each other."""
+        for name, (kind, ndim) in ARRAYS.items():
+            array = getattr(self, name)
+            if array.dtype.kind != kind or array.ndim != ndim:
+                raise ArtifactError(
+                    f"array {name} is {array.dtype}/{array.ndim}-d, expected kind {kind}/{ndim}-d"
+                )
+        n_users, n_items = len(self.user_ids), len(self.item_ids)
+        checks = [
+            (self.user_top_items.shape[0] == n_users, "user_top_items rows != number of users"),
+            (self.user_top_scores.shape == self.user_top_items.shape, "user scores shape"),
+            (self.similar_items.shape[0] == n_items, "similar_items rows != number of items"),
+            (self.similar_scores.shape == self.similar_items.shape, "similar scores shape"),
+            (len(self.item_categories) == n_items, "item_categories length != number of items"),
+            (len(self.popular_items) > 0 or n_items == 0, "empty popularity fallback"),
+            (_is_sorted_unique(self.user_ids), "user_ids must be sorted and unique"),
+            (_is_sorted_unique(self.item_ids), "item_ids must be sorted and unique"),
+        ]
+        for index_array in (self.user_top_items, self.similar_items, self.popular_items):
+            if index_array.size and (index_array.min() < -1 or index_array.max() >= n_items):
+                checks.append((False, "an item index points outside item_ids"))
+        for ok, message in checks:
+            if not ok:
+                raise ArtifactError(f"inconsistent artifact: {message}")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of an artifact folder, with its own checksum verified."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: no {MANIFEST}; not a serving artifact")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path}: invalid JSON: {error}") from error
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version {manifest.get('format_version')!r}, "
+            f"this code reads {FORMAT_VERSION}"
+        )
+    if _files_checksum(manifest.get("files", {})) != manifest.get("checksum"):
+        raise ArtifactError(f"{path}: manifest checksum does not match its file list")
+    return manifest
+
+
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    positions = np.searchsorted(sorted_ids, ids)
+    positions = np.minimum(positions, len(sorted_ids) - 1)
+    return np.where(sorted_ids[positions] == ids, positions, -1)
+
+
+def _is_sorted_unique(ids: np.ndarray) -> bool:
+    return bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_checksum(files: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

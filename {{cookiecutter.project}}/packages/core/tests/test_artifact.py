@@ -1,0 +1,106 @@
+"""The serving artifact: round trip, checksum and consistency checks, lookups and filters."""
+
+import json
+
+import numpy as np
+import pytest
+from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact, read_manifest
+
+
+@pytest.fixture
+def artifact() -> ServingArtifact:
+    return ServingArtifact(
+        user_ids=np.array(["u1", "u2"]),
+        item_ids=np.array(["a", "b", "c", "d"]),
+        item_categories=np.array(["shoes", "hats", "shoes", "hats"]),
+        user_top_items=np.array([[2, 1, 3], [0, 3, -1]], dtype=np.int32),
+        user_top_scores=np.array([[0.9, 0.5, 0.1], [0.8, 0.2, -np.inf]], dtype=np.float32),
+        similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
+        similar_scores=np.ones((4, 2), dtype=np.float32),
+        popular_items=np.array([1, 0, 3, 2], dtype=np.int32),
+        metadata={"model": "ease"},
+    )
+
+
+def test_round_trip_keeps_every_array(artifact, tmp_path):
+    manifest = artifact.save(tmp_path / "model")
+    loaded = ServingArtifact.load(tmp_path / "model")
+    for name in ("user_ids", "item_ids", "user_top_items", "user_top_scores", "popular_items"):
+        assert np.array_equal(getattr(loaded, name), getattr(artifact, name))
+    assert loaded.metadata == {"model": "ease"}
+    assert manifest["n_users"] == 2 and manifest["top_n"] == 3
+    assert read_manifest(tmp_path / "model")["checksum"] == manifest["checksum"]
+
+
+def test_save_replaces_an_existing_artifact_whole(artifact, tmp_path):
+    artifact.save(tmp_path / "model")
+    (tmp_path / "model" / "stale.txt").write_text("old")
+    artifact.save(tmp_path / "model")
+    assert not (tmp_path / "model" / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_corrupt_array_file_is_refused(artifact, tmp_path):
+    artifact.save(tmp_path / "model")
+    path = tmp_path / "model" / "user_top_items.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch for user_top_items.npy"):
+        ServingArtifact.load(tmp_path / "model")
+
+
+def test_tampered_manifest_is_refused(artifact, tmp_path):
+    artifact.save(tmp_path / "model")
+    manifest_path = tmp_path / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["item_ids.npy"]["shape"] = [5]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="manifest checksum"):
+        ServingArtifact.load(tmp_path / "model")
+
+
+def test_missing_folder_and_missing_file_are_named(artifact, tmp_path):
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        ServingArtifact.load(tmp_path / "nothing")
+    artifact.save(tmp_path / "model")
+    (tmp_path / "model" / "popular_items.npy").unlink()
+    with pytest.raises(ArtifactError, match="missing array file popular_items.npy"):
+        ServingArtifact.load(tmp_path / "model")
+
+
+def test_inconsistent_arrays_are_refused(artifact):
+    with pytest.raises(ArtifactError, match="user_top_items rows"):
+        ServingArtifact(**{**_arrays(artifact), "user_ids": np.array(["u1"])})
+    with pytest.raises(ArtifactError, match="outside item_ids"):
+        ServingArtifact(**{**_arrays(artifact), "popular_items": np.array([7], dtype=np.int32)})
+    with pytest.raises(ArtifactError, match="sorted and unique"):
+        ServingArtifact(**{**_arrays(artifact), "user_ids": np.array(["u2", "u1"])})
+
+
+def _arrays(artifact: ServingArtifact) -> dict:
+    names = ("user_ids", "item_ids", "item_categories", "user_top_items", "user_top_scores")
+    names += ("similar_items", "similar_scores", "popular_items")
+    return {name: getattr(artifact, name) for name in names}
+
+
+def test_known_user_gets_personalised_items_in_order(artifact):
+    answer = artifact.recommend("u1", k=2)
+    assert answer.items == ["c", "b"] and answer.strategy == "personalized"
+    assert answer.scores == pytest.approx([0.9, 0.5])
+
+
+def test_unknown_user_gets_popularity(artifact):
+    answer = artifact.recommend("stranger", k=3)
+    assert answer.items == ["b", "a", "d"] and answer.strategy == "popularity"
+
+
+def test_exclude_and_category_filters_and_padding(artifact):
+    assert artifact.recommend("u1", k=3, exclude={"c"}).items == ["b", "d"]
+    assert artifact.recommend("u1", k=3, category="shoes").items == ["c"]
+    assert artifact.recommend("u2", k=5).items == ["a", "d"]
+
+
+def test_top_items_for_users_mixes_known_and_unknown(artifact):
+    rows = artifact.top_items_for_users(np.array(["u2", "nobody"]), k=4)
+    assert rows.tolist() == [[0, 3, -1, -1], [1, 0, 3, 2]]

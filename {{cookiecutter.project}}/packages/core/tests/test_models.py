@@ -1,0 +1,231 @@
+"""Recommenders: the scikit-learn contract, each model's maths, and ranking sanity."""
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse import random as sparse_random
+from {{ cookiecutter.package }}_core import models
+from {{ cookiecutter.package }}_core.metrics import ranking_report
+from {{ cookiecutter.package }}_core.models import (
+    MODELS,
+    EASERecommender,
+    ItemKNNRecommender,
+    PopularityRecommender,
+    build_model,
+)
+from {{ cookiecutter.package }}_core.ranking import top_k
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+ALL_MODELS = [
+    PopularityRecommender(),
+    ItemKNNRecommender(n_neighbors=5, shrink=2.0),
+    EASERecommender(l2=10.0),
+]
+
+
+@pytest.fixture(scope="module")
+def interactions():
+    matrix = sparse_random(120, 40, density=0.15, format="csr", dtype=np.float32, rng=7)
+    matrix.data = np.ceil(matrix.data * 5)  # weights 1..5 like event weights
+    return matrix
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: type(m).__name__)
+def test_clone_round_trip_keeps_parameters_and_drops_fitted_state(model, interactions):
+    fitted = clone(model).fit(interactions)
+    copy = clone(fitted)
+    assert type(copy) is type(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "n_items_")
+    np.testing.assert_allclose(
+        copy.fit(interactions).predict_scores(interactions[:5]),
+        fitted.predict_scores(interactions[:5]),
+        rtol=1e-6,
+    )
+
+
+def test_parameters_are_stored_unchanged():
+    assert ItemKNNRecommender(n_neighbors=7, shrink=1.5).get_params() == {
+        "n_neighbors": 7,
+        "shrink": 1.5,
+    }
+    assert EASERecommender().get_params() == {"l2": 500.0}
+    assert PopularityRecommender().get_params() == {}
+    assert EASERecommender().set_params(l2=3.0).l2 == 3.0
+
+
+def test_build_model_from_registry():
+    model = build_model("ease", {"l2": 42.0})
+    assert isinstance(model, EASERecommender) and model.l2 == 42.0
+    assert isinstance(build_model("popularity", {}), PopularityRecommender)
+    assert set(MODELS) == {"popularity", "itemknn", "ease"}
+
+
+def test_build_model_rejects_unknown_names_and_parameters():
+    with pytest.raises(ValueError, match="unknown model 'svd'; known models: ease, itemknn"):
+        build_model("svd", {})
+    with pytest.raises(ValueError, match="Invalid parameter 'alpha'"):
+        build_model("ease", {"alpha": 1.0})
+
+
+def test_ease_matches_the_closed_form():
+    X = np.array(
+        [[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 1], [1, 1, 1, 0], [0, 0, 1, 1]], dtype=np.float64
+    )
+    l2 = 2.0
+    P = np.linalg.inv(X.T @ X + l2 * np.eye(4))
+    B = -P / np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    model = EASERecommender(l2=l2).fit(csr_matrix(X))
+    np.testing.assert_allclose(model.item_weights_, B, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.predict_scores(csr_matrix(X[:2])), X[:2] @ B, rtol=1e-5)
+    assert model.predict_scores(csr_matrix(X)).dtype == np.float32
+
+
+def test_item_knn_is_cosine_between_item_columns():
+    X = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 0]], dtype=np.float64)
+    model = ItemKNNRecommender(n_neighbors=10).fit(csr_matrix(X))
+    norms = np.linalg.norm(X, axis=0)
+    cosine = (X.T @ X) / np.outer(norms, norms)
+    np.fill_diagonal(cosine, 0.0)
+    np.testing.assert_allclose(model.similarity_.toarray(), cosine, rtol=1e-6)
+
+    shrunk = ItemKNNRecommender(n_neighbors=10, shrink=3.0).fit(csr_matrix(X))
+    dots = X.T @ X
+    expected = dots / (np.outer(norms, norms) + 3.0)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(shrunk.similarity_.toarray(), expected, rtol=1e-6)
+
+
+def test_item_knn_keeps_at_most_n_neighbors_per_item(interactions):
+    model = ItemKNNRecommender(n_neighbors=3).fit(interactions)
+    similarity = model.similarity_.tocsc()
+    assert np.diff(similarity.indptr).max() <= 3
+    assert similarity.diagonal().sum() == 0
+    # The kept neighbours are the most similar ones.
+    full = ItemKNNRecommender(n_neighbors=1000).fit(interactions).similarity_.toarray()
+    kept = similarity.toarray()
+    for item in range(0, 40, 7):
+        threshold = np.sort(full[:, item])[-3]
+        assert kept[:, item][kept[:, item] > 0].min() >= threshold - 1e-6
+
+
+def test_popularity_counts_users_and_breaks_ties_by_weight():
+    X = csr_matrix(
+        np.array([[1, 5, 1, 0], [1, 0, 2, 0], [0, 0, 0, 3], [1, 0, 0, 0]], dtype=np.float32)
+    )
+    model = PopularityRecommender().fit(X)
+    assert model.item_users_.tolist() == [3, 1, 2, 1]
+    indices, _ = model.recommend(csr_matrix((1, 4), dtype=np.float32), k=4)
+    # Items 1 and 3 both have one user; item 1's weight (5) beats item 3's (3).
+    assert indices.tolist() == [[0, 2, 1, 3]]
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: type(m).__name__)
+def test_recommend_never_returns_seen_items(model, interactions):
+    model = clone(model).fit(interactions)
+    indices, scores = model.recommend(interactions, k=30)
+    assert indices.shape == scores.shape == (120, 30)
+    seen = interactions.toarray() > 0
+    rows = np.repeat(np.arange(120), 30)
+    valid = indices.ravel() >= 0
+    assert not seen[rows[valid], indices.ravel()[valid]].any()
+    # Scores come out best first (padding, if any, last).
+    assert (np.diff(np.where(np.isneginf(scores), -1e30, scores), axis=1) <= 0).all()
+
+
+def test_recommend_can_include_seen_items():
+    X = csr_matrix(np.array([[1, 0, 0], [1, 2, 0], [1, 0, 1]], dtype=np.float32))
+    model = PopularityRecommender().fit(X)
+    assert model.recommend(X[:1], k=1, exclude_seen=False)[0].tolist() == [[0]]
+    assert model.recommend(X[:1], k=1)[0].tolist() == [[1]]
+
+
+def test_recommend_in_chunks_equals_one_pass(interactions, monkeypatch):
+    model = EASERecommender(l2=10.0).fit(interactions)
+    expected = top_k(model.predict_scores(interactions), 7, exclude=interactions)
+    monkeypatch.setattr(models, "CHUNK_ROWS", 16)
+    indices, scores = model.recommend(interactions, k=7)
+    np.testing.assert_array_equal(indices, expected[0])
+    np.testing.assert_allclose(scores, expected[1])
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: type(m).__name__)
+def test_similar_items_never_return_the_item_itself(model, interactions):
+    model = clone(model).fit(interactions)
+    items = np.arange(40)
+    indices, scores = model.similar_items(items, k=10)
+    assert indices.shape == scores.shape == (40, 10)
+    assert not (indices == items[:, None]).any()
+    if not isinstance(model, ItemKNNRecommender):  # kNN pads items without neighbours
+        assert (indices >= 0).all()
+
+
+def test_similar_items_of_popularity_are_the_most_popular_others():
+    X = csr_matrix(np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=np.float32))
+    indices, _ = PopularityRecommender().fit(X).similar_items(np.array([0, 2]), k=2)
+    assert indices.tolist() == [[1, 2], [0, 1]]
+
+
+def test_item_knn_similar_items_pad_instead_of_inventing_neighbours():
+    # Items 0 and 1 are co-interacted; item 2 is never seen with anything else.
+    X = csr_matrix(np.array([[1, 1, 0], [0, 0, 1]], dtype=np.float32))
+    indices, _ = ItemKNNRecommender().fit(X).similar_items(np.array([0, 2]), k=2)
+    assert indices.tolist() == [[1, -1], [-1, -1]]
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_non_positive_k_is_rejected(k, interactions):
+    model = PopularityRecommender().fit(interactions)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        model.recommend(interactions, k=k)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        model.similar_items(np.array([0]), k=k)
+
+
+def test_misuse_is_reported_clearly(interactions):
+    with pytest.raises(NotFittedError):
+        EASERecommender().recommend(interactions)
+    model = EASERecommender().fit(interactions)
+    with pytest.raises(ValueError, match="item columns"):
+        model.predict_scores(interactions[:, :10])
+    with pytest.raises(ValueError, match="item_indices must lie in"):
+        model.similar_items(np.array([40]))
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        EASERecommender(l2=0.0).fit(interactions)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        ItemKNNRecommender(n_neighbors=0).fit(interactions)
+
+
+def planted_clusters(seed=0, n_users=600, n_items=90, n_clusters=3):
+    """Users in clusters that each like their own block of items, plus a little noise.
+
+    Returns the training matrix and the held-out matrix (two in-block items per user).
+    """
+    rng = np.random.default_rng(seed)
+    block = n_items // n_clusters
+    train = np.zeros((n_users, n_items), dtype=np.float32)
+    test = np.zeros((n_users, n_items), dtype=np.float32)
+    # Unequal cluster sizes so the most popular items all come from one block.
+    clusters = rng.choice(n_clusters, size=n_users, p=[0.5, 0.3, 0.2])
+    for user, cluster in enumerate(clusters):
+        liked = rng.choice(np.arange(cluster * block, (cluster + 1) * block), 10, replace=False)
+        train[user, liked[:8]] = rng.choice([1.0, 3.0, 5.0], size=8)
+        test[user, liked[8:]] = 1.0
+        train[user, rng.choice(n_items, 2, replace=False)] += 1.0
+    test[train > 0] = 0.0
+    return csr_matrix(train), csr_matrix(test)
+
+
+def test_personalised_models_beat_popularity_on_planted_structure():
+    train, test = planted_clusters()
+    ndcg = {}
+    for name, params in [("popularity", {}), ("itemknn", {"n_neighbors": 30}), ("ease", {})]:
+        model = build_model(name, params).fit(train)
+        recommended, _ = model.recommend(train, k=10)
+        ndcg[name] = ranking_report(recommended, test, ks=[10], n_items=train.shape[1])[
+            "ndcg_at_10"
+        ]
+    assert ndcg["ease"] > 1.5 * ndcg["popularity"], ndcg
+    assert ndcg["itemknn"] > 1.5 * ndcg["popularity"], ndcg

@@ -1,0 +1,188 @@
+"""`{{ cookiecutter.project }}` command line: one subcommand per pipeline stage and task.
+
+dvc.yaml, the Makefile, CI, Kubernetes Jobs and the tests all call these same commands.
+Exit status: 0 success, 1 gate failed, 2 bad input (data contract, arguments, missing files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from {{ cookiecutter.package }}_core.artifact import ArtifactError
+from {{ cookiecutter.package }}_core.contract import DataContractError
+
+from . import stages
+from .config import Paths, load_params
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(entry)
+
+
+def _stage(function: Callable[[dict[str, Any], Paths], dict[str, Any]]) -> Callable:
+    def run(args: argparse.Namespace) -> int:
+        result = function(load_params(args.params), Paths(Path(".")))
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+
+    return run
+
+
+def generate_data(args: argparse.Namespace) -> int:
+    from .synthetic import generate, write_dataset
+
+    settings = {**load_params(args.params)["synthetic"]}
+    overrides = {"seed": args.seed, "start": args.start, "drift": args.drift}
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    started = time.perf_counter()
+    events, items = generate(**settings)
+    write_dataset(events, items, Path(args.out))
+    print(
+        f"wrote {len(events):,} events, {events['user_id'].nunique():,} users, "
+        f"{len(items):,} items to {args.out} in {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+def register(args: argparse.Namespace) -> int:
+    from .registry import register as register_version
+
+    return _stage(register_version)(args)
+
+
+def promote(args: argparse.Namespace) -> int:
+    from .registry import GateFailed, promote_if_better
+
+    try:
+        decision = promote_if_better(load_params(args.params), Paths(Path(".")))
+    except GateFailed as failure:
+        print(f"GATE FAILED: {failure}; the champion is unchanged", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    print(f"promoted version {decision['version']} to champion: {decision['reason']}")
+    return 0
+
+
+def recommend(args: argparse.Namespace) -> int:
+    from .registry import download_artifact
+
+    params = load_params(args.params)
+    artifact = download_artifact(params["registry"]["model_name"], args.model)
+    users = args.user or [str(user) for user in artifact.user_ids[: args.sample_users]]
+    version = artifact.metadata.get("model", "?")
+    for user in users:
+        answer = artifact.recommend(user, k=args.k)
+        print(f"user {user} ({answer.strategy}, {version}): {', '.join(answer.items)}")
+    return 0
+
+
+def lineage(args: argparse.Namespace) -> int:
+    from .registry import client
+
+    params = load_params(args.params)
+    name = params["registry"]["model_name"]
+    mlflow_client = client()
+    if args.version:
+        version = mlflow_client.get_model_version(name, args.version)
+    else:
+        version = mlflow_client.get_model_version_by_alias(name, args.alias)
+    record = {
+        "model_name": name,
+        "version": version.version,
+        "aliases": list(version.aliases),
+        "run_id": version.run_id,
+        "tags": dict(sorted(version.tags.items())),
+    }
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"{name} v{record['version']} aliases={','.join(record['aliases'])}")
+        print(f"  training run      {record['run_id']}")
+        for key, value in record["tags"].items():
+            print(f"  {key:<28}{value}")
+    return 0
+
+
+def bench_train(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    return run_benchmark(load_params(args.params), args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project }}", description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("generate-data", help="write synthetic e-commerce events")
+    data.add_argument("--out", default="data/raw")
+    data.add_argument("--seed", type=int)
+    data.add_argument("--start", help="first day, e.g. 2026-02-02")
+    data.add_argument("--drift", type=float, help="0 = same distribution, 1 = strongly shifted")
+    data.set_defaults(run=generate_data)
+
+    for name, function in (
+        ("ingest", stages.ingest),
+        ("validate", stages.validate),
+        ("split", stages.split),
+        ("train", stages.train),
+        ("evaluate", stages.evaluate),
+    ):
+        commands.add_parser(name, help=function.__doc__.splitlines()[0]).set_defaults(
+            run=_stage(function)
+        )
+    commands.add_parser("register", help="log the run and register a challenger").set_defaults(
+        run=register
+    )
+    commands.add_parser("promote", help="the promotion gate").set_defaults(run=promote)
+
+    rec = commands.add_parser("recommend", help="top-k from a registered model")
+    rec.add_argument("--user", action="append", help="user id (repeatable)")
+    rec.add_argument("--sample-users", type=int, default=3)
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--model", default="champion", help="alias or version number")
+    rec.set_defaults(run=recommend)
+
+    lin = commands.add_parser("lineage", help="a model version and its lineage tags")
+    lin.add_argument("--alias", default="champion")
+    lin.add_argument("--version")
+    lin.add_argument("--json", action="store_true")
+    lin.set_defaults(run=lineage)
+
+    bench = commands.add_parser("bench-train", help="training time/memory/accuracy vs size")
+    bench.add_argument("--sizes", default="100000,1000000,3000000")
+    bench.add_argument("--online-retail", help="path of online_retail.csv.gz (optional)")
+    bench.set_defaults(run=bench_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DataContractError, ArtifactError) as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Where the pipeline reads and writes, and how it reads params.yaml.
+
+The paths match the `deps`/`outs` in dvc.yaml; stages resolve them against the project root
+(the working directory), so a stage behaves the same under `dvc repro` and when run by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "data" / "interim"
+
+    @property
+    def validated(self) -> Path:
+        return self.root / "data" / "validated"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "data" / "split"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def promotion_log(self) -> Path:
+        return self.root / "logs" / "promotions.jsonl"
+
+
+def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
+    """params.yaml as a dict; a missing or malformed file is a clear error."""
+    if not path.is_file():
+        raise SystemExit(f"ERROR: {path} not found; run from the project root")
+    params = yaml.safe_load(path.read_text())
+    if not isinstance(params, dict):
+        raise SystemExit(f"ERROR: {path} must be a YAML mapping")
+    return params
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A stable hash of the params that shape a model (canonical JSON, sha256, 16 hex)."""
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SystemExit(f"ERROR: {path} not found; run the earlier pipeline stages first")
+    return json.loads(path.read_text())

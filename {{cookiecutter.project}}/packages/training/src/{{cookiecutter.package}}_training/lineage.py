@@ -1,0 +1,79 @@
+"""Lineage facts recorded on every model version: code, data, params and who triggered it.
+
+Nothing here is typed by hand: the commit comes from git, the data hash is the md5 DVC records
+for the validated events, the actor from the CI environment or the local user.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def git_commit(root: Path = Path(".")) -> tuple[str, bool]:
+    """(commit sha, dirty) of the working tree; ("unknown", True) outside a git repository."""
+    try:
+        sha = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return sha, dirty
+
+
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+    )
+    return result.stdout.strip()
+
+
+def data_hash(path: Path, root: Path = Path(".")) -> str:
+    """The DVC hash of a pipeline output: from dvc.lock when recorded, else its file md5.
+
+    For a single file DVC's hash is the md5 of its bytes, so both agree once dvc.lock is written.
+    """
+    recorded = _hash_in_dvc_lock(path, root)
+    return recorded or file_md5(path)
+
+
+def _hash_in_dvc_lock(path: Path, root: Path) -> str | None:
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return None
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    wanted = Path(os.path.relpath(path, root)).as_posix()
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if out.get("path") == wanted and out.get("md5"):
+                return out["md5"]
+    return None
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()  # noqa: S324 - DVC's content hash, not a security measure
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def triggered_by() -> tuple[str, str]:
+    """(actor, trigger): who or what started this run, from CI variables or the local user."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        event = os.environ.get("GITHUB_EVENT_NAME", "unknown")
+        return f"github:{os.environ.get('GITHUB_ACTOR', 'unknown')}", event
+    if os.environ.get("GITLAB_CI") == "true":
+        source = os.environ.get("CI_PIPELINE_SOURCE", "unknown")
+        return f"gitlab:{os.environ.get('GITLAB_USER_LOGIN', 'unknown')}", source
+    trigger = os.environ.get("PIPELINE_TRIGGER", "manual")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}", trigger

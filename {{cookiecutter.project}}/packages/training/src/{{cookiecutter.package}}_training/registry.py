@@ -1,0 +1,255 @@
+"""MLflow registry: log and register a model version with its lineage, and the promotion gate.
+
+Aliases, not stages: a new version is `challenger`; it becomes `champion` only through
+`promote_if_better`. Every decision is written to the version's tags and the promotion log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+
+from . import lineage
+from .config import Paths, params_hash, read_json, tracking_uri, write_json
+from .evaluation import evaluate_artifact
+from .pyfunc import ARTIFACT_KEY, INPUT_EXAMPLE, SIGNATURE, RecommenderModel, artifact_dir
+
+log = logging.getLogger(__name__)
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class GateFailed(Exception):
+    """The candidate did not pass the promotion gate; the champion is unchanged."""
+
+
+def client() -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri())
+    return MlflowClient()
+
+
+def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Log a training run (params, metrics, plots, artifact) and register it as `challenger`."""
+    name = params["registry"]["model_name"]
+    model_name = params["model"]["name"]
+    metrics = read_json(paths.reports / "metrics.json")
+    if model_name not in metrics["models"]:
+        raise SystemExit(f"ERROR: model.name {model_name!r} is not among the evaluated candidates")
+    mlflow_client = client()
+    mlflow.set_experiment(name)
+    commit, dirty = lineage.git_commit(paths.root)
+    actor, trigger = lineage.triggered_by()
+    data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
+    model_params = {key: params[key] for key in ("matrix", "model", "artifact", "split")}
+    primary = metrics["models"][model_name]["warm"]
+    tags = {
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "dvc_data_hash": data_hash,
+        "data_source": params["data"]["source"],
+        "params_hash": params_hash(model_params),
+        "model": model_name,
+        "triggered_by": actor,
+        "trigger": trigger,
+    }
+    with mlflow.start_run(run_name=f"{model_name}-{data_hash[:8]}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params(_flatten(model_params))
+        for candidate, report in metrics["models"].items():
+            for group, values in report.items():
+                mlflow.log_metrics(
+                    {f"{candidate}.{group}.{key}": value for key, value in values.items()}
+                )
+        mlflow.log_metrics(primary)
+        for report in ("validation.json", "split.json", "train.json", "metrics.json"):
+            mlflow.log_artifact(str(paths.reports / report), artifact_path="reports")
+        mlflow.log_artifacts(str(paths.reports / "plots"), artifact_path="plots")
+        mlflow.log_figure(_curves_figure(paths.reports / "plots"), "plots/ranking_curves.png")
+        info = mlflow.pyfunc.log_model(
+            name="recommender",
+            python_model=RecommenderModel(),
+            artifacts={ARTIFACT_KEY: str(paths.models / model_name)},
+            signature=SIGNATURE,
+            input_example=INPUT_EXAMPLE,
+            registered_model_name=name,
+            code_paths=_package_dirs(),
+            pip_requirements=_pip_requirements(),
+        )
+    version = str(info.registered_model_version)
+    version_tags = {
+        **tags,
+        "training_run_id": run.info.run_id,
+        "registered_at": _now(),
+        **{f"metric.{key}": f"{value:.6f}" for key, value in primary.items()},
+    }
+    for key, value in version_tags.items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
+    record = {
+        "model_name": name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{name}/{version}",
+        "model": model_name,
+        "dvc_data_hash": data_hash,
+        "git_commit": commit,
+    }
+    write_json(paths.reports / "registered.json", record)
+    log.info("registered %s version %s as %s", name, version, CHALLENGER)
+    return record
+
+
+def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """The gate: lift over popularity AND no regression vs the champion on the same split.
+
+    Raises GateFailed (after recording the decision) when the candidate does not pass.
+    """
+    gate = params["gate"]
+    registered = read_json(paths.reports / "registered.json")
+    metrics = read_json(paths.reports / "metrics.json")
+    name, version = registered["model_name"], registered["version"]
+    metric = gate["metric"]
+    candidate = metrics["models"][registered["model"]]["warm"][metric]
+    popularity = metrics["models"]["popularity"]["warm"][metric]
+    mlflow_client = client()
+    champion = champion_version(mlflow_client, name)
+    champion_value = None
+    if champion is not None and champion.version != version:
+        champion_value = _evaluate_champion(champion, paths, params)[metric]
+    lift = candidate / popularity if popularity > 0 else float("inf")
+    reasons = []
+    if lift < float(gate["min_lift_over_popularity"]):
+        reasons.append(
+            f"{metric} {candidate:.4f} is {lift:.2f}x popularity's {popularity:.4f}, "
+            f"below the required {gate['min_lift_over_popularity']}x"
+        )
+    if champion_value is not None and candidate < champion_value - float(
+        gate["max_drop_vs_champion"]
+    ):
+        reasons.append(
+            f"{metric} {candidate:.4f} is below champion v{champion.version}'s "
+            f"{champion_value:.4f} by more than {gate['max_drop_vs_champion']}"
+        )
+    actor, _ = lineage.triggered_by()
+    decision = {
+        "model_name": name,
+        "version": version,
+        "decision": "fail" if reasons else "pass",
+        "reason": "; ".join(reasons) or "passed all gates",
+        "metric": metric,
+        "candidate": round(candidate, 6),
+        "popularity": round(popularity, 6),
+        "lift_over_popularity": round(lift, 4),
+        "previous_champion": champion.version if champion is not None else None,
+        "champion_value": None if champion_value is None else round(champion_value, 6),
+        "decided_at": _now(),
+        "decided_by": actor,
+    }
+    for key in ("decision", "reason", "lift_over_popularity", "champion_value", "decided_at"):
+        mlflow_client.set_model_version_tag(name, version, f"gate.{key}", str(decision[key]))
+    mlflow_client.set_model_version_tag(name, version, "gate.decided_by", actor)
+    if not reasons:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+        mlflow_client.set_model_version_tag(name, version, "promoted_at", decision["decided_at"])
+        mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
+        if champion is not None and champion.version != version:
+            mlflow_client.set_model_version_tag(
+                name, version, "previous_champion", champion.version
+            )
+    write_json(paths.reports / "promotion.json", decision)
+    _append_promotion_log(paths.promotion_log, decision)
+    if reasons:
+        raise GateFailed(decision["reason"])
+    return decision
+
+
+def champion_version(mlflow_client: MlflowClient, name: str) -> Any | None:
+    try:
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def download_artifact(name: str, alias_or_version: str) -> ServingArtifact:
+    """Download a registered version (alias or number) and load its verified serving artifact."""
+    client()
+    separator = "@" if not alias_or_version.isdigit() else "/"
+    target = Path(tempfile.mkdtemp(prefix="model-"))
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}{separator}{alias_or_version}", dst_path=str(target)
+    )
+    return ServingArtifact.load(artifact_dir(Path(local)))
+
+
+def _evaluate_champion(champion: Any, paths: Paths, params: dict[str, Any]) -> dict[str, float]:
+    """Re-score the champion on today's split, against today's catalogue."""
+    artifact = download_artifact(champion.name, champion.version)
+    pairs = pd.read_parquet(paths.split / "test.parquet")
+    catalogue = ServingArtifact.load(paths.models / params["model"]["name"]).item_ids
+    ks = sorted(int(k) for k in params["evaluate"]["ks"])
+    return evaluate_artifact(artifact, pairs, catalogue, ks)["warm"]
+
+
+def _append_promotion_log(path: Path, decision: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(decision, sort_keys=True) + "\n")
+
+
+def _curves_figure(folder: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("ndcg", "recall"), strict=True):
+        curves = pd.read_csv(folder / f"{metric}_at_k.csv").set_index("k")
+        curves.plot(ax=axis, marker="o", title=f"{metric.upper()}@k (warm users)")
+        axis.set_xlabel("k")
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _package_dirs() -> list[str]:
+    """The core and training packages travel with the model, so pyfunc loads anywhere."""
+    from {{ cookiecutter.package }}_core import __file__ as core_init
+
+    return [str(Path(core_init).parent), str(Path(__file__).parent)]
+
+
+def _pip_requirements() -> list[str]:
+    # Listed explicitly: MLflow's inference would load the model in a subprocess to find them.
+    import yaml
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"pyyaml=={yaml.__version__}",
+    ]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

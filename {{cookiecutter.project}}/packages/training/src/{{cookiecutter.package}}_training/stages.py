@@ -1,0 +1,210 @@
+"""The data and model stages of dvc.yaml: ingest, validate, split, train, evaluate.
+
+Each stage reads what the previous one wrote (see config.Paths) and writes its outputs whole, so
+an interrupted stage leaves the earlier outputs, the registry and the champion as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.contract import validate_events, validate_items
+from {{ cookiecutter.package }}_core.matrix import InteractionMatrix, build_interaction_matrix
+from {{ cookiecutter.package }}_core.models import PopularityRecommender, build_model
+
+from .config import Paths, read_json, write_json
+from .evaluation import evaluate_artifact
+from .ingest import read_raw_table
+
+log = logging.getLogger(__name__)
+UNKNOWN_CATEGORY = "unknown"
+
+
+def ingest(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Copy the raw events (and catalogue) into the workspace as all-string Parquet."""
+    data = params["data"]
+    paths.interim.mkdir(parents=True, exist_ok=True)
+    events = read_raw_table(paths.root / data["source"])
+    _write_parquet(events, paths.interim / "events.parquet")
+    report = {"source": data["source"], "rows": len(events), "columns": list(events.columns)}
+    if data.get("items"):
+        items = read_raw_table(paths.root / data["items"])
+        _write_parquet(items, paths.interim / "items.parquet")
+        report["item_rows"] = len(items)
+    else:
+        (paths.interim / "items.parquet").unlink(missing_ok=True)
+    log.info("ingested %d rows from %s", len(events), data["source"])
+    return report
+
+
+def validate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Apply the data contract; a violation raises DataContractError and writes nothing."""
+    data = params["data"]
+    raw = pd.read_parquet(paths.interim / "events.parquet")
+    events, report = validate_events(raw, data, source=data["source"])
+    items_file = paths.interim / "items.parquet"
+    if items_file.is_file():
+        items = validate_items(pd.read_parquet(items_file), source=data["items"])
+    else:
+        items = pd.DataFrame({"item_id": np.unique(events["item_id"])})
+        items["category"], items["price"] = UNKNOWN_CATEGORY, np.nan
+    paths.validated.mkdir(parents=True, exist_ok=True)
+    _write_parquet(events, paths.validated / "events.parquet")
+    _write_parquet(items, paths.validated / "items.parquet")
+    write_json(paths.reports / "validation.json", report)
+    return report
+
+
+def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Temporal hold-out: train before the cutoff, test = items first reached after it."""
+    settings = params["split"]
+    events = pd.read_parquet(paths.validated / "events.parquet")
+    cutoff = cutoff_for(events["timestamp"], settings)
+    train = events[events["timestamp"] < cutoff]
+    test = events[(events["timestamp"] >= cutoff)]
+    test = test[test["event_type"].isin(settings["relevant_events"])]
+    pairs = test[["user_id", "item_id"]].drop_duplicates()
+    seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
+    pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
+    if train.empty or pairs.empty:
+        raise SystemExit(
+            f"ERROR: split at {cutoff.date()} leaves {len(train)} train events and "
+            f"{len(pairs)} test pairs; adjust split.holdout_days or split.cutoff"
+        )
+    paths.split.mkdir(parents=True, exist_ok=True)
+    _write_parquet(train, paths.split / "train.parquet")
+    _write_parquet(pairs, paths.split / "test.parquet")
+    train_users = set(train["user_id"].unique())
+    test_users = pairs["user_id"].unique()
+    warm = sum(user in train_users for user in test_users)
+    report = {
+        "cutoff": cutoff.isoformat(),
+        "train_events": len(train),
+        "test_pairs": len(pairs),
+        "test_users": len(test_users),
+        "test_users_warm": warm,
+        "test_users_cold_start": len(test_users) - warm,
+    }
+    write_json(paths.reports / "split.json", report)
+    return report
+
+
+def cutoff_for(timestamps: pd.Series, settings: dict[str, Any]) -> pd.Timestamp:
+    if settings.get("cutoff"):
+        return pd.Timestamp(settings["cutoff"])
+    last_day = timestamps.max().normalize()
+    return last_day - pd.Timedelta(days=int(settings["holdout_days"]) - 1)
+
+
+def train(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Fit every candidate model and write its serving artifact to models/<name>/."""
+    events = pd.read_parquet(paths.split / "train.parquet")
+    items = pd.read_parquet(paths.validated / "items.parquet")
+    matrix_params = params["matrix"]
+    interactions = build_interaction_matrix(
+        events, matrix_params["event_weights"], matrix_params.get("half_life_days")
+    )
+    X = interactions.matrix
+    categories = _categories_for(interactions.items.ids, items)
+    popular = _popularity_ranking(X)
+    report: dict[str, Any] = {"n_users": X.shape[0], "n_items": X.shape[1], "nnz": X.nnz}
+    for name in params["model"]["candidates"]:
+        started = time.perf_counter()
+        model = build_model(name, params["model"].get(name) or {})
+        model.fit(X)
+        fitted = time.perf_counter()
+        artifact = build_artifact(name, model, interactions, categories, popular, params)
+        artifact.save(paths.models / name)
+        report[name] = {
+            "fit_seconds": round(fitted - started, 3),
+            "artifact_seconds": round(time.perf_counter() - fitted, 3),
+            "params": model.get_params(),
+        }
+        log.info("trained %s in %.1fs", name, time.perf_counter() - started)
+    write_json(paths.reports / "train.json", report)
+    return report
+
+
+def build_artifact(
+    name: str,
+    model: Any,
+    interactions: InteractionMatrix,
+    categories: np.ndarray,
+    popular: np.ndarray,
+    params: dict[str, Any],
+) -> ServingArtifact:
+    X = interactions.matrix
+    settings = params["artifact"]
+    top_n = min(int(settings["top_n"]), X.shape[1])
+    similar_n = min(int(settings["similar_n"]), max(X.shape[1] - 1, 1))
+    top_items, top_scores = model.recommend(X, k=top_n, exclude_seen=True)
+    similar_items, similar_scores = model.similar_items(np.arange(X.shape[1]), k=similar_n)
+    return ServingArtifact(
+        user_ids=np.asarray(interactions.users.ids, dtype=str),
+        item_ids=np.asarray(interactions.items.ids, dtype=str),
+        item_categories=categories,
+        user_top_items=top_items.astype(np.int32),
+        user_top_scores=top_scores.astype(np.float32),
+        similar_items=similar_items.astype(np.int32),
+        similar_scores=similar_scores.astype(np.float32),
+        popular_items=popular,
+        metadata={
+            "model": name,
+            "estimator": type(model).__name__,
+            "params": model.get_params(),
+        },
+    )
+
+
+def evaluate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Compare every candidate on the same split; write metrics and metric@k curves."""
+    pairs = pd.read_parquet(paths.split / "test.parquet")
+    ks = sorted(int(k) for k in params["evaluate"]["ks"])
+    results: dict[str, Any] = {}
+    catalogue = None
+    for name in params["model"]["candidates"]:
+        artifact = ServingArtifact.load(paths.models / name)
+        catalogue = artifact.item_ids if catalogue is None else catalogue
+        results[name] = evaluate_artifact(artifact, pairs, catalogue, ks)
+    split_report = read_json(paths.reports / "split.json")
+    metrics = {"models": results, "split": split_report, "ks": ks}
+    write_json(paths.reports / "metrics.json", metrics)
+    _write_curves(results, ks, paths.reports / "plots")
+    return metrics
+
+
+def _write_curves(results: dict[str, Any], ks: list[int], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for metric in ("ndcg", "recall"):
+        rows = {"k": ks}
+        for name, report in results.items():
+            rows[name] = [report["warm"].get(f"{metric}_at_{k}", 0.0) for k in ks]
+        pd.DataFrame(rows).to_csv(folder / f"{metric}_at_k.csv", index=False)
+
+
+def _categories_for(item_ids: np.ndarray, items: pd.DataFrame) -> np.ndarray:
+    lookup = items.drop_duplicates("item_id").set_index("item_id")["category"]
+    categories = lookup.reindex(item_ids).fillna(UNKNOWN_CATEGORY).astype(str)
+    return categories.to_numpy(dtype=str)
+
+
+def _popularity_ranking(X: sparse.csr_matrix) -> np.ndarray:
+    """Every item, most popular first: the fallback for users the model has not seen."""
+    model = PopularityRecommender().fit(X)
+    empty = sparse.csr_matrix((1, X.shape[1]), dtype=X.dtype)
+    ranked, _ = model.recommend(empty, k=X.shape[1], exclude_seen=False)
+    return ranked[0][ranked[0] >= 0].astype(np.int32)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temp file and rename, so a crash never leaves a half-written output."""
+    temporary = path.with_suffix(".parquet.tmp")
+    frame.to_parquet(temporary, index=False)
+    temporary.replace(path)

@@ -1,0 +1,79 @@
+"""The CLI on bad input: a clear message naming file, row and column, exit status 2, no output."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, main
+
+GOOD_ROWS = [
+    "user_id,item_id,event_type,timestamp",
+    "u1,i1,view,2026-01-05T10:00:00",
+    "u1,i2,purchase,2026-01-05T10:05:00",
+    "u2,i1,add_to_cart,2026-01-06T09:00:00",
+]
+
+
+@pytest.fixture
+def tiny_project(tmp_path, monkeypatch, project_params) -> Path:
+    params = copy.deepcopy(project_params)
+    params["data"]["source"] = "data/raw/events.csv"
+    params["data"]["items"] = None
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_events(project: Path, rows: list[str]) -> None:
+    (project / "data" / "raw" / "events.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_valid_events_pass_ingest_and_validate(tiny_project):
+    write_events(tiny_project, GOOD_ROWS)
+    assert main(["ingest"]) == 0
+    assert main(["validate"]) == 0
+    assert (tiny_project / "data" / "validated" / "events.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("line", "replacement", "expected"),
+    [
+        (2, "u1,i1,view,2026-13-45T10:00:00", ["row 3", "'timestamp'"]),
+        (3, "u2,i1,wishlist,2026-01-06T09:00:00", ["row 4", "'event_type'", "wishlist"]),
+        (1, "u1,i2,view,2099-01-01T00:00:00", ["row 2", "'timestamp'", "future"]),
+    ],
+)
+def test_malformed_rows_are_rejected_with_row_and_column(
+    tiny_project, capsys, line, replacement, expected
+):
+    rows = list(GOOD_ROWS)
+    rows[line] = replacement
+    write_events(tiny_project, rows)
+    assert main(["ingest"]) == 0
+    assert main(["validate"]) == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert "data/raw/events.csv" in message
+    for fragment in expected:
+        assert fragment in message
+    assert not (tiny_project / "data" / "validated").exists()
+
+
+def test_missing_column_is_named(tiny_project, capsys):
+    write_events(tiny_project, [row.rsplit(",", 1)[0] for row in GOOD_ROWS])
+    assert main(["ingest"]) == 0
+    assert main(["validate"]) == EXIT_BAD_INPUT
+    assert "timestamp" in capsys.readouterr().err
+
+
+def test_missing_source_file_is_a_clear_error(tiny_project, capsys):
+    assert main(["ingest"]) == EXIT_BAD_INPUT
+    assert "events.csv" in capsys.readouterr().err
+
+
+def test_promote_before_register_says_what_to_run(tiny_project):
+    with pytest.raises(SystemExit, match="registered.json not found"):
+        main(["promote"])

@@ -1,0 +1,105 @@
+"""The DVC pipeline for real: `dvc repro` end to end in a scratch copy of this project.
+
+Small synthetic data keeps it to about a minute. Covers the no-op rerun, a malformed data file
+rejected by the validate stage with nothing registered, and push/pull to the local remote.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLI = MODEL_NAME = "{{ cookiecutter.project }}"  # the command and the registered model
+SMALL = {"n_users": 3000, "n_items": 1000, "n_events": 150_000}
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    # The venv's commands (dvc, the project CLI) first; MLflow's default: cwd's mlflow.db.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def scratch_project(tmp_path_factory) -> Path:
+    """This project's tracked files in a new git repository, with small synthetic data."""
+    root = tmp_path_factory.mktemp("scratch") / "project"
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], PROJECT_ROOT).stdout.split()
+    for name in files:
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, target)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["synthetic"].update(SMALL)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"], root)
+    run([CLI, "generate-data"], root)
+    return root
+
+
+def registry(root: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def registry_versions(root: Path) -> list[str]:
+    versions = registry(root).search_model_versions(f"name='{MODEL_NAME}'")
+    return sorted(version.version for version in versions)
+
+
+def test_repro_runs_end_to_end_and_a_second_run_is_a_no_op(scratch_project):
+    first = run(["dvc", "repro"], scratch_project)
+    assert "Running stage 'promote'" in first.stdout
+    assert (scratch_project / "dvc.lock").is_file()
+    second = run(["dvc", "repro"], scratch_project)
+    assert "Running stage" not in second.stdout
+    status = run(["dvc", "status"], scratch_project)
+    assert "up to date" in status.stdout
+    assert registry_versions(scratch_project) == ["1"]
+    # The version's data hash is the one DVC recorded for the validated events.
+    lock = yaml.safe_load((scratch_project / "dvc.lock").read_text())
+    outs = {out["path"]: out["md5"] for out in lock["stages"]["validate"]["outs"]}
+    champion = registry(scratch_project).get_model_version_by_alias(MODEL_NAME, "champion")
+    assert champion.tags["dvc_data_hash"] == outs["data/validated/events.parquet"]
+
+
+def test_push_and_pull_through_the_local_remote(scratch_project):
+    run(["dvc", "push"], scratch_project)
+    shutil.rmtree(scratch_project / "data" / "validated")
+    run(["dvc", "pull"], scratch_project)
+    assert (scratch_project / "data" / "validated" / "events.parquet").is_file()
+    assert "up to date" in run(["dvc", "status"], scratch_project).stdout
+
+
+def test_malformed_data_is_rejected_and_nothing_is_registered(scratch_project):
+    before = registry_versions(scratch_project)
+    raw = scratch_project / "data" / "raw" / "events.parquet"
+    backup = raw.read_bytes()
+    import pandas as pd
+
+    events = pd.read_parquet(raw)
+    events["event_type"] = events["event_type"].astype(str)
+    events.loc[41, "event_type"] = "wishlist"
+    events.to_parquet(raw, index=False)
+    try:
+        result = run(["dvc", "repro"], scratch_project, check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "row 43" in output and "'event_type'" in output and "wishlist" in output
+        assert registry_versions(scratch_project) == before
+    finally:
+        raw.write_bytes(backup)

@@ -1,0 +1,80 @@
+"""Registration with lineage and the promotion gate, against a real (SQLite) MLflow registry."""
+
+import json
+
+import numpy as np
+import pytest
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_training.lineage import file_md5
+from {{ cookiecutter.package }}_training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GateFailed,
+    champion_version,
+    client,
+    download_artifact,
+    promote_if_better,
+    register,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_register_creates_a_challenger_with_lineage(registry_project):
+    params, paths = registry_project
+    record = register(params, paths)
+    name = params["registry"]["model_name"]
+    version = client().get_model_version(name, record["version"])
+    assert CHALLENGER in version.aliases
+    tags = version.tags
+    assert tags["dvc_data_hash"] == file_md5(paths.validated / "events.parquet")
+    assert len(tags["params_hash"]) == 16
+    assert tags["model"] == params["model"]["name"]
+    assert tags["triggered_by"] and tags["trigger"]
+    assert tags["git_commit"]
+    assert float(tags["metric.ndcg_at_10"]) > 0
+    assert tags["training_run_id"] == version.run_id
+    # The registered model serves the same arrays that training wrote.
+    served = download_artifact(name, record["version"])
+    trained = ServingArtifact.load(paths.models / params["model"]["name"])
+    assert np.array_equal(served.user_top_items, trained.user_top_items)
+    assert served.metadata["model"] == params["model"]["name"]
+
+
+def test_promotion_passes_then_a_failed_gate_leaves_the_champion(registry_project):
+    params, paths = registry_project
+    name = params["registry"]["model_name"]
+    first = register(params, paths)
+    decision = promote_if_better(params, paths)
+    assert decision["decision"] == "pass"
+    assert champion_version(client(), name).version == first["version"]
+
+    second = register(params, paths)
+    params["gate"]["min_lift_over_popularity"] = 100.0
+    with pytest.raises(GateFailed, match="below the required 100.0x"):
+        promote_if_better(params, paths)
+    assert champion_version(client(), name).version == first["version"]
+    failed = client().get_model_version(name, second["version"])
+    assert failed.tags["gate.decision"] == "fail"
+    assert CHAMPION not in failed.aliases
+    log = [json.loads(line) for line in paths.promotion_log.read_text().splitlines()]
+    assert [entry["decision"] for entry in log] == ["pass", "fail"]
+    assert log[1]["previous_champion"] == first["version"]
+
+
+def test_a_candidate_worse_than_the_champion_is_refused(registry_project):
+    params, paths = registry_project
+    if params["model"]["name"] == "popularity":
+        pytest.skip("the default model is the popularity baseline: no candidate is worse")
+    name = params["registry"]["model_name"]
+    register(params, paths)
+    promote_if_better(params, paths)
+    champion = champion_version(client(), name).version
+    # Register the popularity model as the next candidate: it passes a relaxed lift gate but
+    # is clearly worse than the champion on the same split.
+    params["model"]["name"] = "popularity"
+    params["gate"]["min_lift_over_popularity"] = 1.0
+    register(params, paths)
+    with pytest.raises(GateFailed, match=f"below champion v{champion}"):
+        promote_if_better(params, paths)
+    assert champion_version(client(), name).version == champion
