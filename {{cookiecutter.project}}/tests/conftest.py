@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from {{ cookiecutter.package }}_training import stages
+
+from {{ cookiecutter.package }}_training import data_stages, model_stages
 from {{ cookiecutter.package }}_training.config import Paths
 from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
@@ -26,12 +27,14 @@ def project_params() -> dict:
 
 @pytest.fixture(scope="session")
 def evaluated_project(tmp_path_factory, project_params) -> tuple[dict, Paths]:
-    """Default-size synthetic data taken through ingest -> validate -> split -> train -> evaluate."""
+    """Default-size synthetic data through ingest, validate, split, train and evaluate."""
     root = tmp_path_factory.mktemp("project")
     paths = Paths(root)
     params = copy.deepcopy(project_params)
     write_dataset(*generate(**params["synthetic"]), paths.raw)
-    for stage in (stages.ingest, stages.validate, stages.split, stages.train, stages.evaluate):
+    for stage in (data_stages.ingest, data_stages.validate, data_stages.split):
+        stage(params, paths)
+    for stage in (model_stages.train, model_stages.evaluate):
         stage(params, paths)
     return params, paths
 

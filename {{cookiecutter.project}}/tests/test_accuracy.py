@@ -10,7 +10,7 @@ def _ndcg(metrics: dict, model: str) -> float:
 
 
 def test_default_model_beats_popularity_by_the_gate_margin(evaluated_project, project_params):
-    params, paths = evaluated_project
+    paths = evaluated_project[1]
     from {{ cookiecutter.package }}_training.config import read_json
 
     metrics = read_json(paths.reports / "metrics.json")

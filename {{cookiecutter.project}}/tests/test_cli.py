@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, main
 
 GOOD_ROWS = [
@@ -75,5 +76,5 @@ def test_missing_source_file_is_a_clear_error(tiny_project, capsys):
 
 
 def test_promote_before_register_says_what_to_run(tiny_project):
-    with pytest.raises(SystemExit, match="registered.json not found"):
+    with pytest.raises(SystemExit, match=r"registered\.json not found"):
         main(["promote"])

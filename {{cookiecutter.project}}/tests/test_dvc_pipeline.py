@@ -58,7 +58,7 @@ def registry(root: Path):
 
 def registry_versions(root: Path) -> list[str]:
     versions = registry(root).search_model_versions(f"name='{MODEL_NAME}'")
-    return sorted(version.version for version in versions)
+    return sorted(str(version.version) for version in versions)
 
 
 def test_repro_runs_end_to_end_and_a_second_run_is_a_no_op(scratch_project):

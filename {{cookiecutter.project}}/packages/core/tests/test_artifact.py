@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact, read_manifest
 
 
@@ -46,7 +47,7 @@ def test_corrupt_array_file_is_refused(artifact, tmp_path):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="checksum mismatch for user_top_items.npy"):
+    with pytest.raises(ArtifactError, match=r"checksum mismatch for user_top_items\.npy"):
         ServingArtifact.load(tmp_path / "model")
 
 
@@ -61,11 +62,11 @@ def test_tampered_manifest_is_refused(artifact, tmp_path):
 
 
 def test_missing_folder_and_missing_file_are_named(artifact, tmp_path):
-    with pytest.raises(ArtifactError, match="no manifest.json"):
+    with pytest.raises(ArtifactError, match=r"no manifest\.json"):
         ServingArtifact.load(tmp_path / "nothing")
     artifact.save(tmp_path / "model")
     (tmp_path / "model" / "popular_items.npy").unlink()
-    with pytest.raises(ArtifactError, match="missing array file popular_items.npy"):
+    with pytest.raises(ArtifactError, match=r"missing array file popular_items\.npy"):
         ServingArtifact.load(tmp_path / "model")
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from {{ cookiecutter.package }}_core.matrix import IdMap, build_interaction_matrix, relevance_matrix
 
 WEIGHTS = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
@@ -120,7 +121,7 @@ def test_empty_events_give_an_empty_matrix():
     assert result.matrix.shape == (0, 0)
 
 
-def test_vectorised_on_many_events():
+def test_many_events_match_a_direct_computation():
     rng = np.random.default_rng(0)
     n = 200_000
     frame = pd.DataFrame(

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
+
 from {{ cookiecutter.package }}_core.metrics import (
     catalog_coverage,
     hit_rate_at_k,

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
 from {{ cookiecutter.package }}_core import models
 from {{ cookiecutter.package }}_core.metrics import ranking_report
 from {{ cookiecutter.package }}_core.models import (
@@ -14,8 +17,6 @@ from {{ cookiecutter.package }}_core.models import (
     build_model,
 )
 from {{ cookiecutter.package }}_core.ranking import top_k
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
 ALL_MODELS = [
     PopularityRecommender(),

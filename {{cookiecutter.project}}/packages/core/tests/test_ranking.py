@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
+
 from {{ cookiecutter.package }}_core.ranking import top_k, top_k_1d
 
 

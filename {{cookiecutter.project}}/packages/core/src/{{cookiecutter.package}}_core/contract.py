@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ PARAMS_FILE = "params.yaml"
 # Control characters (newlines, tabs, NUL, ...) in an id break CSV exports, logs and URLs.
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
 _ID_COLUMNS = ("user_id", "item_id")
+# A UTC offset after a time of day: Z, +01, +0100 or +01:00 (a date alone ends in "-05" too).
+_UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
 class DataContractError(ValueError):
@@ -271,18 +274,49 @@ def _map_event_types(
     return mapped[codes]
 
 
+def _parse_iso(
+    values: pd.Series, by_value: Callable[[Callable[[pd.Series], Any]], np.ndarray]
+) -> np.ndarray:
+    """ISO 8601 text -> naive UTC datetime64[ns]; NaT where unparsable."""
+    with warnings.catch_warnings():
+        # Mixed offsets warn (and will raise in pandas 3); they take the careful path below.
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            parsed = pd.to_datetime(values, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError):
+            parsed = None
+    # A naive result means no value had an offset: the fast, common case.
+    if parsed is not None and parsed.dtype == "datetime64[ns]":
+        return parsed.to_numpy()
+    # pandas 2 reads a naive value that follows an aware one with the earlier value's offset,
+    # even with utc=True, so aware and naive values are parsed apart.
+    aware = by_value(lambda v: v.str.contains(_UTC_OFFSET, regex=True))
+    result = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if aware.any():
+        stamps = pd.to_datetime(values[aware], format="ISO8601", utc=True, errors="coerce")
+        result[aware] = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if not aware.all():
+        stamps = pd.to_datetime(values[~aware], format="ISO8601", errors="coerce")
+        result[~aware] = stamps.to_numpy(dtype="datetime64[ns]")
+    return result
+
+
 def _parse_timestamps(
     table: _Table, column: str, fmt: str | None, now: pd.Timestamp, alive: np.ndarray
 ) -> np.ndarray:
-    # utc=True converts aware values to UTC and reads naive ones as UTC already.
-    parsed = pd.to_datetime(table.cells[column], format=fmt or "ISO8601", utc=True, errors="coerce")
+    values = table.cells[column]
+    if fmt:
+        # A strptime format is all aware (%z) or all naive; utc=True reads naive values as UTC.
+        parsed = pd.to_datetime(values, format=fmt, utc=True, errors="coerce")
+        naive = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    else:
+        naive = _parse_iso(values, lambda test: table.by_value(column, test))
     expected = f"format {fmt!r}" if fmt else "ISO 8601"
     table.fail_first(
-        parsed.isna().to_numpy() & alive,
+        np.isnat(naive) & alive,
         column,
         lambda v: f"unparsable timestamp {_show(v)} (expected {expected})",
     )
-    naive = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     table.fail_first(
         (naive > now.to_datetime64()) & alive,
         column,

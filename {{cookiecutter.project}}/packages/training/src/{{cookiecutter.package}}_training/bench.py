@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from . import stages
+from . import data_stages, model_stages
 from .config import Paths
 
 EXAMPLE_MAPPING = Path("examples/online_retail.params.yaml")
@@ -64,9 +64,9 @@ def _bench_dataset(
             }
             write_dataset(*generate(**settings), paths.raw)
         started = time.perf_counter()
-        stages.ingest(params, paths)
-        stages.validate(params, paths)
-        split = stages.split(params, paths)
+        data_stages.ingest(params, paths)
+        data_stages.validate(params, paths)
+        split = data_stages.split(params, paths)
         prepare_seconds = time.perf_counter() - started
         print(f"{label}: prepared in {prepare_seconds:.1f}s; split {split}", file=sys.stderr)
         rows = []
@@ -88,9 +88,9 @@ def _train_and_evaluate(root: Path) -> dict[str, Any]:
     paths = Paths(root)
     model = params["model"]["candidates"][0]
     started = time.perf_counter()
-    train_report = stages.train(params, paths)
+    train_report = model_stages.train(params, paths)
     trained = time.perf_counter()
-    metrics = stages.evaluate(params, paths)["models"][model]["warm"]
+    metrics = model_stages.evaluate(params, paths)["models"][model]["warm"]
     return {
         "events": train_report["nnz"],
         "users": train_report["n_users"],

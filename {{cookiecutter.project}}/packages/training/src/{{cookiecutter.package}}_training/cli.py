@@ -7,6 +7,7 @@ Exit status: 0 success, 1 gate failed, 2 bad input (data contract, arguments, mi
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -18,7 +19,6 @@ from typing import Any
 from {{ cookiecutter.package }}_core.artifact import ArtifactError
 from {{ cookiecutter.package }}_core.contract import DataContractError
 
-from . import stages
 from .config import Paths, load_params
 
 EXIT_GATE_FAILED = 1
@@ -36,13 +36,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def _stage(function: Callable[[dict[str, Any], Paths], dict[str, Any]]) -> Callable:
-    def run(args: argparse.Namespace) -> int:
-        result = function(load_params(args.params), Paths(Path(".")))
-        print(json.dumps(result, indent=2, default=str))
-        return 0
+# Stage -> (module, function). Modules are imported only for the command that runs: importing
+# scikit-learn or MLflow costs seconds, and the data stages need neither.
+STAGES = {
+    "ingest": ("data_stages", "ingest", "copy the raw events into the workspace"),
+    "validate": ("data_stages", "validate", "apply the data contract"),
+    "split": ("data_stages", "split", "temporal hold-out split"),
+    "train": ("model_stages", "train", "fit every candidate, write serving artifacts"),
+    "evaluate": ("model_stages", "evaluate", "compare the candidates on the same split"),
+    "register": ("registry", "register", "log the run and register a challenger"),
+}
 
-    return run
+
+def run_stage(args: argparse.Namespace) -> int:
+    module, function, _ = STAGES[args.command]
+    stage: Callable[[dict[str, Any], Paths], dict[str, Any]] = getattr(
+        importlib.import_module(f".{module}", __package__), function
+    )
+    result = stage(load_params(args.params), Paths(Path(".")))
+    print(json.dumps(result, indent=2, default=str))
+    return 0
 
 
 def generate_data(args: argparse.Namespace) -> int:
@@ -59,12 +72,6 @@ def generate_data(args: argparse.Namespace) -> int:
         f"{len(items):,} items to {args.out} in {time.perf_counter() - started:.1f}s"
     )
     return 0
-
-
-def register(args: argparse.Namespace) -> int:
-    from .registry import register as register_version
-
-    return _stage(register_version)(args)
 
 
 def promote(args: argparse.Namespace) -> int:
@@ -104,7 +111,7 @@ def lineage(args: argparse.Namespace) -> int:
         version = mlflow_client.get_model_version_by_alias(name, args.alias)
     record = {
         "model_name": name,
-        "version": version.version,
+        "version": str(version.version),
         "aliases": list(version.aliases),
         "run_id": version.run_id,
         "tags": dict(sorted(version.tags.items())),
@@ -137,19 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--drift", type=float, help="0 = same distribution, 1 = strongly shifted")
     data.set_defaults(run=generate_data)
 
-    for name, function in (
-        ("ingest", stages.ingest),
-        ("validate", stages.validate),
-        ("split", stages.split),
-        ("train", stages.train),
-        ("evaluate", stages.evaluate),
-    ):
-        commands.add_parser(name, help=function.__doc__.splitlines()[0]).set_defaults(
-            run=_stage(function)
-        )
-    commands.add_parser("register", help="log the run and register a challenger").set_defaults(
-        run=register
-    )
+    for name, (_, _, summary) in STAGES.items():
+        commands.add_parser(name, help=summary).set_defaults(run=run_stage)
     commands.add_parser("promote", help="the promotion gate").set_defaults(run=promote)
 
     rec = commands.add_parser("recommend", help="top-k from a registered model")

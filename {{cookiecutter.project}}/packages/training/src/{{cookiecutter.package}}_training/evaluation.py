@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 from {{ cookiecutter.package }}_core.matrix import IdMap, relevance_matrix
 from {{ cookiecutter.package }}_core.metrics import ranking_report

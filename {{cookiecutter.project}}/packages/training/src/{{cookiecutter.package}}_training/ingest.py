@@ -139,4 +139,3 @@ def _read_parquet(path: Path) -> pa.Table:
     table = pa.table(dict(zip(table.column_names, columns, strict=True)))
     rows = np.arange(2, table.num_rows + 2, dtype=np.int64)
     return table.append_column(SOURCE_ROW, pa.array(rows, type=pa.int64()))
-

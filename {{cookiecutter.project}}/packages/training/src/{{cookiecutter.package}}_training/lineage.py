@@ -56,7 +56,7 @@ def _hash_in_dvc_lock(path: Path, root: Path) -> str | None:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324 - DVC's content hash, not a security measure
+    digest = hashlib.md5()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 
 ARTIFACT_KEY = "serving_artifact"
@@ -38,7 +39,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.artifact = ServingArtifact.load(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         rows = []
         ks = model_input["k"] if "k" in model_input else np.full(len(model_input), 10)
         for user_id, k in zip(model_input["user_id"].astype(str), ks, strict=True):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 
 from . import lineage
@@ -124,8 +125,8 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     mlflow_client = client()
     champion = champion_version(mlflow_client, name)
     champion_value = None
-    if champion is not None and champion.version != version:
-        champion_value = _evaluate_champion(champion, paths, params)[metric]
+    if champion is not None and champion != version:
+        champion_value = _evaluate_champion(name, champion, paths, params)[metric]
     lift = candidate / popularity if popularity > 0 else float("inf")
     reasons = []
     if lift < float(gate["min_lift_over_popularity"]):
@@ -137,7 +138,7 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         gate["max_drop_vs_champion"]
     ):
         reasons.append(
-            f"{metric} {candidate:.4f} is below champion v{champion.version}'s "
+            f"{metric} {candidate:.4f} is below champion v{champion}'s "
             f"{champion_value:.4f} by more than {gate['max_drop_vs_champion']}"
         )
     actor, _ = lineage.triggered_by()
@@ -150,7 +151,7 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "candidate": round(candidate, 6),
         "popularity": round(popularity, 6),
         "lift_over_popularity": round(lift, 4),
-        "previous_champion": champion.version if champion is not None else None,
+        "previous_champion": champion,
         "champion_value": None if champion_value is None else round(champion_value, 6),
         "decided_at": _now(),
         "decided_by": actor,
@@ -162,10 +163,8 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         mlflow_client.set_registered_model_alias(name, CHAMPION, version)
         mlflow_client.set_model_version_tag(name, version, "promoted_at", decision["decided_at"])
         mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
-        if champion is not None and champion.version != version:
-            mlflow_client.set_model_version_tag(
-                name, version, "previous_champion", champion.version
-            )
+        if champion is not None and champion != version:
+            mlflow_client.set_model_version_tag(name, version, "previous_champion", champion)
     write_json(paths.reports / "promotion.json", decision)
     _append_promotion_log(paths.promotion_log, decision)
     if reasons:
@@ -173,9 +172,10 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     return decision
 
 
-def champion_version(mlflow_client: MlflowClient, name: str) -> Any | None:
+def champion_version(mlflow_client: MlflowClient, name: str) -> str | None:
+    """The version number (as a string) that holds the champion alias, or None."""
     try:
-        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+        return str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
 
@@ -183,17 +183,20 @@ def champion_version(mlflow_client: MlflowClient, name: str) -> Any | None:
 def download_artifact(name: str, alias_or_version: str) -> ServingArtifact:
     """Download a registered version (alias or number) and load its verified serving artifact."""
     client()
-    separator = "@" if not alias_or_version.isdigit() else "/"
-    target = Path(tempfile.mkdtemp(prefix="model-"))
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}{separator}{alias_or_version}", dst_path=str(target)
-    )
-    return ServingArtifact.load(artifact_dir(Path(local)))
+    separator = "/" if str(alias_or_version).isdigit() else "@"
+    # The arrays are read into memory, so the download can go as soon as they are loaded.
+    with tempfile.TemporaryDirectory(prefix="model-") as target:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}{separator}{alias_or_version}", dst_path=target
+        )
+        return ServingArtifact.load(artifact_dir(Path(local)))
 
 
-def _evaluate_champion(champion: Any, paths: Paths, params: dict[str, Any]) -> dict[str, float]:
+def _evaluate_champion(
+    name: str, version: str, paths: Paths, params: dict[str, Any]
+) -> dict[str, float]:
     """Re-score the champion on today's split, against today's catalogue."""
-    artifact = download_artifact(champion.name, champion.version)
+    artifact = download_artifact(name, version)
     pairs = pd.read_parquet(paths.split / "test.parquet")
     catalogue = ServingArtifact.load(paths.models / params["model"]["name"]).item_ids
     ks = sorted(int(k) for k in params["evaluate"]["ks"])

@@ -11,16 +11,19 @@ import pandas as pd
 
 from {{ cookiecutter.package }}_core.contract import EVENT_TYPES
 
-CATEGORY_NAMES = (
-    "fashion", "shoes", "home", "kitchen", "beauty", "toys", "books", "electronics",
-    "sports", "garden", "grocery", "phones", "computers", "baby", "pets", "health",
-    "music", "gaming", "outdoor", "office", "jewellery", "drinks", "automotive", "watches",
+# Category names with a plausible median price; more categories get generic names.
+CATEGORIES = (
+    ("fashion", 35.0), ("shoes", 60.0), ("home", 40.0), ("kitchen", 25.0), ("beauty", 15.0),
+    ("toys", 20.0), ("books", 12.0), ("electronics", 90.0), ("sports", 45.0), ("garden", 30.0),
+    ("grocery", 6.0), ("phones", 250.0), ("computers", 400.0), ("baby", 25.0), ("pets", 15.0),
+    ("health", 12.0), ("music", 15.0), ("gaming", 50.0), ("outdoor", 55.0), ("office", 10.0),
+    ("jewellery", 80.0), ("drinks", 10.0), ("automotive", 35.0), ("watches", 150.0),
 )  # fmt: skip
 
 # Category level: fixed for every seed, so that two seeds are two samples of one market
 # (the same category mix and price levels) and a drift detector compares like with like.
 CATEGORY_ZIPF = 0.8  # category shares fall off as rank^-0.8
-PRICE_RANGE = (4.0, 120.0)  # median prices of the cheapest and the dearest category
+PRICE_RANGE = (5.0, 100.0)  # median prices of generic categories beyond the named ones
 PRICE_SIGMA = 0.45  # lognormal spread of prices within a category
 # Item level: drawn from the seed.
 ITEM_ZIPF = 0.9  # popularity within a category falls off as rank^-0.9
@@ -89,11 +92,20 @@ def _category_structure(n_categories: int, n_items: int) -> tuple[np.ndarray, ..
     sizes = 1 + np.floor(target).astype(np.int64)
     remainder = n_items - sizes.sum()
     sizes[np.argsort(np.floor(target) - target, kind="stable")[:remainder]] += 1
-    low, high = np.log(PRICE_RANGE[0]), np.log(PRICE_RANGE[1])
-    # A fixed permutation so that price level is not tied to category size.
-    levels = np.exp(np.linspace(low, high, n_categories))
-    median_price = levels[np.random.default_rng(0).permutation(n_categories)]
+    # Generic categories cycle through a fixed ladder of price levels.
+    ladder = np.geomspace(PRICE_RANGE[0], PRICE_RANGE[1], 7)
+    median_price = np.array(
+        [CATEGORIES[c][1] if c < len(CATEGORIES) else ladder[c % 7] for c in range(n_categories)]
+    )
     return share, sizes, median_price
+
+
+def category_names(n_categories: int) -> list[str]:
+    """The names of the first n_categories categories."""
+    return [
+        CATEGORIES[c][0] if c < len(CATEGORIES) else f"category-{c + 1}"
+        for c in range(n_categories)
+    ]
 
 
 def _world(n_users: int, n_items: int, n_categories: int, seed: int, drift: float) -> _World:
@@ -116,9 +128,8 @@ def _world(n_users: int, n_items: int, n_categories: int, seed: int, drift: floa
     taste = np.nan_to_num(taste)
     taste[taste.sum(axis=1) <= 0] = share  # a degenerate draw falls back to the market mix
     activity = rng.lognormal(0.0, ACTIVITY_SIGMA, n_users)
-    favourite = cluster_start + np.floor(
-        rng.random((n_users, n_categories)) * n_clusters
-    ).astype(np.int64)
+    pick = np.floor(rng.random((n_users, n_categories)) * n_clusters).astype(np.int64)
+    favourite = cluster_start + pick
 
     # Drift uses its own stream, so drift=0 reproduces the undrifted world exactly.
     drift_rng = np.random.default_rng([seed, 1])
@@ -185,8 +196,8 @@ def _sessions(
     # All purchases of a session happen at checkout, once per item.
     key = session[bought] * len(world.item_category) + item[bought]
     bought = bought[np.unique(key, return_index=True)[1]]
-    checkout = view_time[first + n_views - 1] + 30 + rng.exponential(60, n_sessions).astype(
-        np.int64
+    checkout = (
+        view_time[first + n_views - 1] + 30 + rng.exponential(60, n_sessions).astype(np.int64)
     )
 
     sessions = np.concatenate([session, session[carted], session[bought]])
@@ -252,17 +263,12 @@ def generate(
         parts.append((part[0] + offset, *part[1:]))
         total += len(part[0])
         offset += n_sessions
-    _, user, item, kind, second = (np.concatenate(column)[:n_events] for column in zip(*parts))
+    columns = (np.concatenate(column)[:n_events] for column in zip(*parts, strict=True))
+    _, user, item, kind, second = columns
     order = np.lexsort((user, second))
 
     item_names = _names("i", n_items)
-    categories = np.array(
-        [
-            CATEGORY_NAMES[index] if index < len(CATEGORY_NAMES) else f"category-{index + 1}"
-            for index in range(n_categories)
-        ],
-        dtype=object,
-    )
+    categories = np.array(category_names(n_categories), dtype=object)
     events = pd.DataFrame(
         {
             "user_id": _names("u", n_users)[user[order]],

@@ -1,0 +1,105 @@
+"""The data stages of dvc.yaml: ingest, validate, split (pandas only, no model code).
+
+Each stage reads what the previous one wrote (see config.Paths) and writes its outputs whole, so
+an interrupted stage leaves the earlier outputs, the registry and the champion as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package }}_core.contract import validate_events, validate_items
+
+from .config import Paths, write_json
+from .ingest import read_raw_table
+
+log = logging.getLogger(__name__)
+UNKNOWN_CATEGORY = "unknown"
+
+
+def ingest(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Copy the raw events (and catalogue) into the workspace as all-string Parquet."""
+    data = params["data"]
+    paths.interim.mkdir(parents=True, exist_ok=True)
+    events = read_raw_table(paths.root / data["source"])
+    write_parquet(events, paths.interim / "events.parquet")
+    report = {"source": data["source"], "rows": len(events), "columns": list(events.columns)}
+    if data.get("items"):
+        items = read_raw_table(paths.root / data["items"])
+        write_parquet(items, paths.interim / "items.parquet")
+        report["item_rows"] = len(items)
+    else:
+        (paths.interim / "items.parquet").unlink(missing_ok=True)
+    log.info("ingested %d rows from %s", len(events), data["source"])
+    return report
+
+
+def validate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Apply the data contract; a violation raises DataContractError and writes nothing."""
+    data = params["data"]
+    raw = pd.read_parquet(paths.interim / "events.parquet")
+    events, report = validate_events(raw, data, source=data["source"])
+    items_file = paths.interim / "items.parquet"
+    if items_file.is_file():
+        items = validate_items(pd.read_parquet(items_file), source=data["items"])
+    else:
+        items = pd.DataFrame({"item_id": np.unique(events["item_id"])})
+        items["category"], items["price"] = UNKNOWN_CATEGORY, np.nan
+    paths.validated.mkdir(parents=True, exist_ok=True)
+    write_parquet(events, paths.validated / "events.parquet")
+    write_parquet(items, paths.validated / "items.parquet")
+    write_json(paths.reports / "validation.json", report)
+    return report
+
+
+def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Temporal hold-out: train before the cutoff, test = items first reached after it."""
+    settings = params["split"]
+    events = pd.read_parquet(paths.validated / "events.parquet")
+    cutoff = cutoff_for(events["timestamp"], settings)
+    train = events[events["timestamp"] < cutoff]
+    test = events[(events["timestamp"] >= cutoff)]
+    test = test[test["event_type"].isin(settings["relevant_events"])]
+    pairs = test[["user_id", "item_id"]].drop_duplicates()
+    seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
+    pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
+    if train.empty or pairs.empty:
+        raise SystemExit(
+            f"ERROR: split at {cutoff.date()} leaves {len(train)} train events and "
+            f"{len(pairs)} test pairs; adjust split.holdout_days or split.cutoff"
+        )
+    paths.split.mkdir(parents=True, exist_ok=True)
+    write_parquet(train, paths.split / "train.parquet")
+    write_parquet(pairs, paths.split / "test.parquet")
+    train_users = set(train["user_id"].unique())
+    test_users = pairs["user_id"].unique()
+    warm = sum(user in train_users for user in test_users)
+    report = {
+        "cutoff": cutoff.isoformat(),
+        "train_events": len(train),
+        "test_pairs": len(pairs),
+        "test_users": len(test_users),
+        "test_users_warm": warm,
+        "test_users_cold_start": len(test_users) - warm,
+    }
+    write_json(paths.reports / "split.json", report)
+    return report
+
+
+def cutoff_for(timestamps: pd.Series, settings: dict[str, Any]) -> pd.Timestamp:
+    if settings.get("cutoff"):
+        return pd.Timestamp(settings["cutoff"])
+    last_day = timestamps.max().normalize()
+    return last_day - pd.Timedelta(days=int(settings["holdout_days"]) - 1)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temp file and rename, so a crash never leaves a half-written output."""
+    temporary = path.with_suffix(".parquet.tmp")
+    frame.to_parquet(temporary, index=False)
+    temporary.replace(path)
