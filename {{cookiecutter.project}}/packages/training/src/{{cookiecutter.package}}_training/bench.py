@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from . import data_stages, model_stages
-from .config import Paths
+from .config import Paths, merge_params
 
 EXAMPLE_MAPPING = Path("examples/online_retail.params.yaml")
 # Users grow with the events (about 50 events a user, as in the default data set).
@@ -51,8 +51,7 @@ def _bench_dataset(
         paths = Paths(Path(tmp))
         paths.raw.mkdir(parents=True)
         if csv is not None:
-            example = yaml.safe_load(EXAMPLE_MAPPING.read_text())
-            params["data"], params["split"] = example["data"], example["split"]
+            params = merge_params(params, yaml.safe_load(EXAMPLE_MAPPING.read_text()))
             (paths.root / params["data"]["source"]).symlink_to(csv.resolve())
         else:
             from .synthetic import generate, write_dataset

@@ -126,6 +126,18 @@ def lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def apply_params(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import merge_params
+
+    overlay = load_params(args.overlay)
+    merged = merge_params(load_params(args.params), overlay)
+    args.params.write_text(yaml.safe_dump(merged, sort_keys=False))
+    print(f"merged {', '.join(overlay)} from {args.overlay} into {args.params}")
+    return 0
+
+
 def bench_train(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
@@ -160,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--version")
     lin.add_argument("--json", action="store_true")
     lin.set_defaults(run=lineage)
+
+    overlay = commands.add_parser("apply-params", help="merge a params file (e.g. an example)")
+    overlay.add_argument("overlay", type=Path)
+    overlay.set_defaults(run=apply_params)
 
     bench = commands.add_parser("bench-train", help="training time/memory/accuracy vs size")
     bench.add_argument("--sizes", default="100000,1000000,3000000")

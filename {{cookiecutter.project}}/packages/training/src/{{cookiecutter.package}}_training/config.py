@@ -61,6 +61,17 @@ def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
     return params
 
 
+def merge_params(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overlay` merged in, section by section (nested mappings merge, rest replace)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and value:
+            merged[key] = merge_params(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def params_hash(params: dict[str, Any]) -> str:
     """A stable hash of the params that shape a model (canonical JSON, sha256, 16 hex)."""
     canonical = json.dumps(params, sort_keys=True, default=str)

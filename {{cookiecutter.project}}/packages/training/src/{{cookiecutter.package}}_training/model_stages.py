@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from scipy import sparse
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 from {{ cookiecutter.package }}_core.matrix import InteractionMatrix, build_interaction_matrix
 from {{ cookiecutter.package }}_core.models import PopularityRecommender, build_model
+from {{ cookiecutter.package }}_core.weighting import apply_weighting
 
 from .config import Paths, read_json, write_json
 from .data_stages import UNKNOWN_CATEGORY
@@ -30,6 +32,8 @@ def train(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     interactions = build_interaction_matrix(
         events, matrix_params["event_weights"], matrix_params.get("half_life_days")
     )
+    weighting = matrix_params.get("weighting", "sum")
+    interactions = replace(interactions, matrix=apply_weighting(interactions.matrix, weighting))
     X = interactions.matrix
     categories = _categories_for(interactions.items.ids, items)
     popular = _popularity_ranking(X)
