@@ -79,3 +79,18 @@ def test_a_candidate_worse_than_the_champion_is_refused(registry_project):
     with pytest.raises(GateFailed, match=f"below champion v{champion}"):
         promote_if_better(params, paths)
     assert champion_version(client(), name) == champion
+
+
+def test_registered_version_loads_and_predicts_as_a_pyfunc_model(registry_project):
+    import mlflow
+    import pandas as pd
+
+    params, paths = registry_project
+    record = register(params, paths)
+    model = mlflow.pyfunc.load_model(record["model_uri"])
+    known = str(ServingArtifact.load(paths.models / params["model"]["name"]).user_ids[0])
+    answer = model.predict(pd.DataFrame({"user_id": [known, "nobody"], "k": [5, 3]}))
+    assert answer.groupby("user_id")["rank"].max().to_dict() == {known: 5, "nobody": 3}
+    strategies = answer.drop_duplicates("user_id").set_index("user_id")["strategy"].to_dict()
+    assert strategies == {known: "personalized", "nobody": "popularity"}
+    assert model.metadata.get_input_schema().input_names() == ["user_id", "k"]

@@ -63,8 +63,9 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     events = pd.read_parquet(paths.validated / "events.parquet")
     cutoff = cutoff_for(events["timestamp"], settings)
     train = events[events["timestamp"] < cutoff]
-    test = events[(events["timestamp"] >= cutoff)]
-    test = test[test["event_type"].isin(settings["relevant_events"])]
+    test = events[
+        (events["timestamp"] >= cutoff) & events["event_type"].isin(settings["relevant_events"])
+    ]
     pairs = test[["user_id", "item_id"]].drop_duplicates()
     seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
     pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
@@ -76,9 +77,8 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     paths.split.mkdir(parents=True, exist_ok=True)
     write_parquet(train, paths.split / "train.parquet")
     write_parquet(pairs, paths.split / "test.parquet")
-    train_users = set(train["user_id"].unique())
     test_users = pairs["user_id"].unique()
-    warm = sum(user in train_users for user in test_users)
+    warm = int(np.isin(test_users, train["user_id"].unique()).sum())
     report = {
         "cutoff": cutoff.isoformat(),
         "train_events": len(train),

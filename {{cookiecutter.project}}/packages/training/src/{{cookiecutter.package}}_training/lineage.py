@@ -56,11 +56,9 @@ def _hash_in_dvc_lock(path: Path, root: Path) -> str | None:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
+    """DVC's content hash of a file (md5 as a checksum, not as a security measure)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def triggered_by() -> tuple[str, str]:
