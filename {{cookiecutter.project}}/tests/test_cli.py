@@ -78,3 +78,15 @@ def test_missing_source_file_is_a_clear_error(tiny_project, capsys):
 def test_promote_before_register_says_what_to_run(tiny_project):
     with pytest.raises(SystemExit, match=r"registered\.json not found"):
         main(["promote"])
+
+
+def test_a_split_that_leaves_no_test_period_is_bad_input(tiny_project, capsys):
+    write_events(tiny_project, GOOD_ROWS)
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["split"]["cutoff"] = "2030-01-01"
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["ingest"]) == 0
+    assert main(["validate"]) == 0
+    assert main(["split"]) == EXIT_BAD_INPUT
+    assert "a split at 2030-01-01 leaves 3 train events and 0 test pairs" in capsys.readouterr().err
+    assert not (tiny_project / "data" / "split").exists()

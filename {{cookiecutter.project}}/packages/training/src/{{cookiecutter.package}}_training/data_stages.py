@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.package }}_core.contract import validate_events, validate_items
+from {{ cookiecutter.package }}_core.contract import (
+    DataContractError,
+    validate_events,
+    validate_items,
+)
 
 from .config import Paths, write_json
 from .ingest import read_raw_table
@@ -70,9 +74,10 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
     pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
     if train.empty or pairs.empty:
-        raise SystemExit(
-            f"ERROR: split at {cutoff.date()} leaves {len(train)} train events and "
-            f"{len(pairs)} test pairs; adjust split.holdout_days or split.cutoff"
+        raise DataContractError(
+            str(paths.validated / "events.parquet"),
+            f"a split at {cutoff.date()} leaves {len(train)} train events and {len(pairs)} "
+            "test pairs; adjust split.holdout_days or split.cutoff",
         )
     paths.split.mkdir(parents=True, exist_ok=True)
     write_parquet(train, paths.split / "train.parquet")
