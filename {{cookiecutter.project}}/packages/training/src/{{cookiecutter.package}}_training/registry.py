@@ -157,7 +157,8 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "decided_by": actor,
     }
     for key in ("decision", "reason", "lift_over_popularity", "champion_value", "decided_at"):
-        mlflow_client.set_model_version_tag(name, version, f"gate.{key}", str(decision[key]))
+        if decision[key] is not None:  # no champion yet: no champion_value tag
+            mlflow_client.set_model_version_tag(name, version, f"gate.{key}", str(decision[key]))
     mlflow_client.set_model_version_tag(name, version, "gate.decided_by", actor)
     if not reasons:
         mlflow_client.set_registered_model_alias(name, CHAMPION, version)

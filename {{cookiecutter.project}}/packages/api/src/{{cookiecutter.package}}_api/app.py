@@ -1,0 +1,47 @@
+"""The app factory: settings, model store, metrics, error handlers and blueprints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from flask import Flask
+
+from .config import Settings
+from .errors import install_error_handlers
+from .model_store import ModelStore
+from .observability import Metrics, configure_logging, install_request_hooks
+from .routes import health, items, metrics, model, recommendations
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The app with its settings (environment, then `config`), model store, metrics and routes.
+
+    The model store loads the model now and refreshes it in a thread of this process, so create
+    the app in each gunicorn worker (the config does not preload), never before a fork.
+    """
+    settings = Settings.from_env(overrides=config)
+    app = Flask(__name__)
+    app.config.update(asdict(settings))
+    app.config.update({k: v for k, v in (config or {}).items() if k not in app.config})
+    app.json.sort_keys = False
+    configure_logging(settings.LOG_LEVEL)
+
+    app_metrics = Metrics()
+    store = ModelStore(
+        settings.MODEL_URI,
+        tracking_uri=settings.MLFLOW_TRACKING_URI,
+        refresh_seconds=settings.MODEL_REFRESH_SECONDS,
+        listener=app_metrics,
+    )
+    app.extensions["metrics"] = app_metrics
+    app.extensions["model_store"] = store
+
+    install_request_hooks(app, app_metrics)
+    install_error_handlers(app)
+    for blueprint in (recommendations.bp, items.bp, model.bp, health.bp, metrics.bp):
+        app.register_blueprint(blueprint)
+
+    store.start()
+    return app

@@ -1,0 +1,179 @@
+"""Prometheus metrics, JSON logs and the per-request hooks (request id, model version, timing).
+
+Under gunicorn with several workers the metrics go through prometheus-client's multiprocess
+mode (`PROMETHEUS_MULTIPROC_DIR`, set up by the gunicorn config), so `/metrics` sums every worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .model_store import LoadedModel
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNMATCHED = "<unmatched>"
+ACCESS_LOG = logging.getLogger(__package__ + ".access")
+
+
+class Metrics:
+    """The service's metrics in their own registry (one per app, so tests stay apart)."""
+
+    def __init__(self) -> None:
+        self._version: str | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Request latency by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "recommender_model_info",
+            "The model version this process serves (value 1).",
+            ["version"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self.loaded = Gauge(
+            "recommender_model_loaded",
+            "1 when a validated model is loaded.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.fallbacks = Counter(
+            "recommender_fallbacks_total",
+            "Answers that fell back to popularity (unknown user or no usable session).",
+            ["route"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "recommender_model_reloads_total",
+            "Models loaded and swapped in.",
+            registry=self.registry,
+        )
+        self.reload_failures = Counter(
+            "recommender_model_reload_failures_total",
+            "Model loads refused or failed; the previous model kept serving.",
+            registry=self.registry,
+        )
+
+    # The model store's listener interface.
+    def model_loaded(self, model: LoadedModel) -> None:
+        previous, self._version = self._version, model.version
+        if previous is not None and previous != model.version:
+            # Multiprocess files keep a removed series: mark it 0 there instead.
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                self.model_info.labels(version=previous).set(0)
+            else:
+                self.model_info.remove(previous)
+        self.model_info.labels(version=model.version).set(1)
+        self.loaded.set(1)
+        self.reloads.inc()
+
+    def model_load_failed(self, error: Exception) -> None:
+        self.reload_failures.inc()
+
+    def fallback(self) -> None:
+        self.fallbacks.labels(route=_route()).inc()
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What `/metrics` renders: this process, or every worker in multiprocess mode."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; structured fields come in `extra={"fields": {...}}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for the package's loggers, unless the host already set up logging."""
+    logger = logging.getLogger(__package__)
+    logger.setLevel(level.upper())
+    if logging.getLogger().handlers or any(
+        isinstance(h.formatter, JsonFormatter) for h in logger.handlers
+    ):
+        return  # pytest, or an app that configures logging itself, or already done
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def install_request_hooks(app: Flask, metrics: Metrics) -> None:
+    """Request id in and out, `X-Model-Version` on every response, metrics and an access log."""
+
+    @app.before_request
+    def start_request() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        model = g.get("model") or app.extensions["model_store"].current
+        version = model.version if model is not None else "none"
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Model-Version"] = version
+        response.headers["X-Request-ID"] = request_id
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = _route()
+        metrics.requests.labels(
+            route=route, method=request.method, status=response.status_code
+        ).inc()
+        metrics.latency.labels(route=route).observe(elapsed)
+        ACCESS_LOG.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": route,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "model_version": version,
+                }
+            },
+        )
+        return response
+
+
+def _route() -> str:
+    # The rule, not the path, so metric labels stay few whatever ids clients send.
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED

@@ -1,0 +1,1 @@
+"""One blueprint per concern: recommendations, items, model and admin, health, metrics."""

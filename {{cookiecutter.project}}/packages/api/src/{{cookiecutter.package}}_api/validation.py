@@ -1,0 +1,102 @@
+"""Request parsing that turns every malformed input into a 4xx naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import abort, current_app, g, request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from .model_store import LoadedModel
+
+MAX_ID_LENGTH = 128
+# Control characters (C0, DEL, C1) and lone surrogates are never part of an id.
+FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+DIGITS = re.compile(r"^[0-9]{1,6}$")
+
+
+def check_id(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        abort(400, description=f"{what} must be a string")
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        abort(400, description=f"{what} must be 1 to {MAX_ID_LENGTH} characters long")
+    if FORBIDDEN.search(value):
+        abort(400, description=f"{what} contains control characters")
+    return value
+
+
+def check_ids(values: Any, what: str, allow_empty: bool = True) -> list[str]:
+    limit = current_app.config["MAX_IDS_PER_REQUEST"]
+    if not isinstance(values, list):
+        abort(400, description=f"{what} must be a list of strings")
+    if not values and not allow_empty:
+        abort(400, description=f"{what} must not be empty")
+    if len(values) > limit:
+        abort(400, description=f"{what} has {len(values)} entries; at most {limit} are allowed")
+    return [check_id(value, f"{what}[{i}]") for i, value in enumerate(values)]
+
+
+def check_k(value: Any, from_query: bool = False) -> int:
+    """k from a query string (digits only) or from JSON (an integer, not a string or bool)."""
+    max_k = current_app.config["MAX_K"]
+    message = f"k must be an integer between 1 and {max_k}"
+    if from_query and isinstance(value, str):
+        if not DIGITS.match(value):
+            abort(400, description=message)
+        value = int(value)
+    # bool is an int subclass: `true` is not a k.
+    if type(value) is not int or not 1 <= value <= max_k:
+        abort(400, description=message)
+    return value
+
+
+def query_args(allowed: set[str]) -> dict[str, str]:
+    """The query string as single values; unknown or repeated parameters are refused."""
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        abort(
+            400,
+            description=f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}",
+        )
+    args = {}
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            abort(400, description=f"query parameter {name} is given more than once")
+        args[name] = values[0]
+    return args
+
+
+def json_body(allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON object; 415 for another content type, 400 for invalid JSON or fields."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'}"
+        )
+    raw = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"invalid JSON: {error}") from None
+    if not isinstance(body, dict):
+        abort(400, description="the JSON body must be an object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        abort(
+            400,
+            description=f"unknown field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}",
+        )
+    return body
+
+
+def current_model() -> LoadedModel:
+    """The model for this request (taken once, so a swap cannot mix two models); 503 if none."""
+    model = current_app.extensions["model_store"].current
+    if model is None:
+        abort(503, description="no model is loaded yet; retry later")
+    g.model = model
+    return model

@@ -1,0 +1,66 @@
+"""Fixtures: a tiny serving artifact on disk, the app serving it, and a test client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package }}_api import create_app
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def make_artifact(popular: list[int] | None = None, name: str = "v1") -> ServingArtifact:
+    """Two users, four items; scores chosen so every expected answer is unambiguous."""
+    return ServingArtifact(
+        user_ids=np.array(["u1", "u2"]),
+        item_ids=np.array(["a", "b", "c", "d"]),
+        item_categories=np.array(["shoes", "hats", "shoes", "hats"]),
+        user_top_items=np.array([[2, 1, 3], [0, 3, -1]], dtype=np.int32),
+        user_top_scores=np.array([[0.9, 0.5, 0.1], [0.8, 0.2, -np.inf]], dtype=np.float32),
+        similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
+        similar_scores=np.array([[0.9, 0.3], [0.8, 0.4], [0.9, 0.2], [0.8, 0.1]], np.float32),
+        popular_items=np.array(popular or [1, 0, 3, 2], dtype=np.int32),
+        metadata={"model": name},
+    )
+
+
+@pytest.fixture
+def new_artifact():
+    """`make_artifact` for tests (with importlib import mode, conftest is not importable)."""
+    return make_artifact
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def artifact_dir(tmp_path) -> Path:
+    directory = tmp_path / "model"
+    make_artifact().save(directory)
+    return directory
+
+
+@pytest.fixture
+def app(artifact_dir):
+    app = create_app(
+        {"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0, "ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    yield app
+    app.extensions["model_store"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def empty_app(tmp_path):
+    """An app whose model URI points at nothing: it starts, but is not ready."""
+    return create_app({"MODEL_URI": str(tmp_path / "missing"), "MODEL_REFRESH_SECONDS": 0})

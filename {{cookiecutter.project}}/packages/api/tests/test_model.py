@@ -1,0 +1,176 @@
+"""The served model: description, admin reload with hot swap, corrupt artifacts refused."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from {{ cookiecutter.package }}_api import create_app
+
+
+def test_model_describes_version_and_artifact(client):
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["version"] == response.headers["X-Model-Version"]
+    assert body["artifact"]["n_users"] == 2
+    assert body["artifact"]["n_items"] == 4
+    assert body["artifact"]["metadata"] == {"model": "v1"}
+    assert body["run_id"] is None and body["lineage"] == {}
+
+
+def test_reload_needs_a_bearer_token(client, admin_headers):
+    response = client.post("/v1/admin/reload")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["status"] == 401
+    assert response.headers["WWW-Authenticate"].lower().startswith("bearer")
+    response = client.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 403
+    assert response.get_json()["error"]["message"] == "the bearer token is not valid"
+    response = client.post(
+        "/v1/admin/reload", headers={"Authorization": admin_headers["Authorization"][7:]}
+    )
+    assert response.status_code == 401
+
+
+def test_admin_is_disabled_without_a_token(artifact_dir, admin_headers):
+    app = create_app({"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0})
+    response = app.test_client().post("/v1/admin/reload", headers=admin_headers)
+    assert response.status_code == 403
+    assert "ADMIN_TOKEN is not set" in response.get_json()["error"]["message"]
+
+
+def test_hot_swap_through_admin_reload(client, artifact_dir, admin_headers, new_artifact):
+    old = client.get("/v1/model").get_json()["version"]
+    response = client.post("/v1/admin/reload", headers=admin_headers)
+    assert response.get_json() == {"status": "loaded", "model_version": old}
+
+    new_artifact(popular=[3, 2, 1, 0], name="v2").save(artifact_dir)
+    response = client.post("/v1/admin/reload", headers=admin_headers)
+    assert response.status_code == 200
+    new = response.get_json()["model_version"]
+    assert new != old and new.startswith("local-")
+
+    response = client.get("/v1/users/nobody/recommendations?k=2")
+    assert response.headers["X-Model-Version"] == new
+    assert [i["item_id"] for i in response.get_json()["items"]] == ["d", "c"]
+    assert client.get("/v1/model").get_json()["artifact"]["metadata"] == {"model": "v2"}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "recommender_model_info{" + f'version="{new}"' + "} 1.0" in metrics
+    assert f'version="{old}"' not in metrics
+    assert "recommender_model_reloads_total 3.0" in metrics
+
+
+def test_background_check_only_reloads_a_changed_artifact(app, artifact_dir, new_artifact):
+    store = app.extensions["model_store"]
+    assert store.reload().status == "unchanged"
+    new_artifact(popular=[3, 2, 1, 0], name="v2").save(artifact_dir)
+    assert store.reload().status == "loaded"
+
+
+@pytest.mark.parametrize("filename", ["user_top_items.npy", "item_ids.npy"])
+def test_corrupt_artifact_is_refused_and_the_old_model_keeps_serving(
+    client, artifact_dir, admin_headers, filename
+):
+    old = client.get("/v1/model").get_json()["version"]
+    path = artifact_dir / filename
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    response = client.post("/v1/admin/reload", headers=admin_headers)
+    assert response.status_code == 502
+    message = response.get_json()["error"]["message"]
+    assert f"still serving {old}" in message and f"checksum mismatch for {filename}" in message
+
+    response = client.get("/v1/users/u1/recommendations?k=1")
+    assert response.status_code == 200
+    assert response.headers["X-Model-Version"] == old
+    assert [i["item_id"] for i in response.get_json()["items"]] == ["c"]
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "recommender_model_reload_failures_total 1.0" in metrics
+    assert "recommender_model_reloads_total 1.0" in metrics
+
+
+def test_an_artifact_that_fails_the_smoke_test_is_refused(
+    client, artifact_dir, admin_headers, new_artifact
+):
+    empty = new_artifact()
+    # Every user's row empty: the personalized answer has no item.
+    empty.user_top_items[:] = -1
+    empty.save(artifact_dir)
+    response = client.post("/v1/admin/reload", headers=admin_headers)
+    assert response.status_code == 502
+    assert "smoke test" in response.get_json()["error"]["message"]
+    assert client.get("/v1/users/u1/recommendations").status_code == 200
+
+
+def test_the_refresh_thread_swaps_in_a_changed_artifact(artifact_dir, new_artifact):
+    app = create_app({"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0.05})
+    store = app.extensions["model_store"]
+    try:
+        old = store.current.version
+        new_artifact(popular=[3, 2, 1, 0], name="v2").save(artifact_dir)
+        deadline = time.monotonic() + 5
+        while store.current.version == old and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.current.version != old
+        assert store.current.artifact.metadata == {"model": "v2"}
+    finally:
+        store.stop()
+
+
+def test_serving_a_local_artifact_does_not_import_mlflow(artifact_dir):
+    # The API image may leave the MLflow client out when it serves a mounted artifact.
+    settings = {"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0}
+    code = (
+        "import sys\n"
+        f"from {create_app.__module__} import create_app\n"
+        f"app = create_app({settings!r})\n"
+        "assert app.test_client().get('/readyz').status_code == 200\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('mlflow', 'pandas')], "
+        "sorted(m for m in sys.modules if m.startswith(('mlflow', 'pandas')))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_hot_swaps_under_concurrent_requests_fail_none(
+    app, artifact_dir, admin_headers, new_artifact
+):
+    """Each answer comes whole from one model: its body and header name the same version."""
+    versions = [
+        new_artifact(popular=order, name=str(order)) for order in ([1, 0, 3, 2], [3, 2, 1, 0])
+    ]
+    stop = threading.Event()
+    problems: list[str] = []
+    answered = []
+
+    def hammer() -> None:
+        client = app.test_client()
+        while not stop.is_set():
+            response = client.get("/v1/users/nobody/recommendations?k=4")
+            body = response.get_json()
+            if response.status_code != 200:
+                problems.append(f"{response.status_code}: {body}")
+            elif body["model_version"] != response.headers["X-Model-Version"]:
+                problems.append(f"body {body['model_version']} != header")
+            answered.append(1)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    admin = app.test_client()
+    try:
+        for swap in range(10):
+            versions[swap % 2].save(artifact_dir)
+            assert admin.post("/v1/admin/reload", headers=admin_headers).status_code == 200
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert problems == []
+    assert len(answered) > 10
