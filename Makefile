@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUILD := build
 PROJECT := shop-recommender
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint docs clean
 
 setup: $(VENV)/.installed
 
@@ -30,8 +30,12 @@ test-fast: setup
 	$(BIN)/pytest tests -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check hooks tests local_extensions.py
-	$(BIN)/ruff format --check hooks tests local_extensions.py
+	$(BIN)/ruff check hooks tests scripts local_extensions.py
+	$(BIN)/ruff format --check hooks tests scripts local_extensions.py
+
+# The documentation site (tutorial, options, reference, decisions) into build/site.
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(BUILD) $(VENV)

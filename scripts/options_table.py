@@ -1,7 +1,7 @@
 """Render the README's options table from cookiecutter.json, the single source of the options.
 
-    python scripts/options_table.py          # rewrite the table in README.md
-    python scripts/options_table.py --check  # exit 1 if README.md is out of date
+python scripts/options_table.py          # rewrite the table in README.md and docs/options.md
+python scripts/options_table.py --check  # exit 1 if either is out of date
 """
 
 import json
@@ -28,22 +28,25 @@ def options_table(config: dict) -> str:
     return "\n".join(lines)
 
 
-def render_readme(readme: str, table: str) -> str:
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return f"{readme[:start]}\n{table}\n{readme[end:]}"
+def render_table(text: str, table: str) -> str:
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return f"{text[:start]}\n{table}\n{text[end:]}"
 
 
 def main() -> int:
     config = json.loads((ROOT / "cookiecutter.json").read_text())
-    readme_path = ROOT / "README.md"
-    readme = readme_path.read_text()
-    rendered = render_readme(readme, options_table(config))
-    if "--check" in sys.argv:
-        if rendered != readme:
-            print("README.md options table is out of date: run python scripts/options_table.py")
-            return 1
-        return 0
-    readme_path.write_text(rendered)
+    table = options_table(config)
+    stale = []
+    for path in (ROOT / "README.md", ROOT / "docs" / "options.md"):
+        text = path.read_text()
+        rendered = render_table(text, table)
+        if rendered != text:
+            stale.append(path.name)
+            if "--check" not in sys.argv:
+                path.write_text(rendered)
+    if stale and "--check" in sys.argv:
+        print(f"stale options table in {', '.join(stale)}: run python scripts/options_table.py")
+        return 1
     return 0
 
 
