@@ -47,9 +47,20 @@ def artifact_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def app(artifact_dir):
+def events_log(tmp_path) -> Path:
+    """Where the app under test appends feedback events (never the working directory)."""
+    return tmp_path / "logs" / "events.jsonl"
+
+
+@pytest.fixture
+def app(artifact_dir, events_log):
     app = create_app(
-        {"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0, "ADMIN_TOKEN": ADMIN_TOKEN}
+        {
+            "MODEL_URI": str(artifact_dir),
+            "MODEL_REFRESH_SECONDS": 0,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "EVENTS_LOG": str(events_log),
+        }
     )
     yield app
     app.extensions["model_store"].stop()
@@ -61,6 +72,12 @@ def client(app):
 
 
 @pytest.fixture
-def empty_app(tmp_path):
+def empty_app(tmp_path, events_log):
     """An app whose model URI points at nothing: it starts, but is not ready."""
-    return create_app({"MODEL_URI": str(tmp_path / "missing"), "MODEL_REFRESH_SECONDS": 0})
+    return create_app(
+        {
+            "MODEL_URI": str(tmp_path / "missing"),
+            "MODEL_REFRESH_SECONDS": 0,
+            "EVENTS_LOG": str(events_log),
+        }
+    )

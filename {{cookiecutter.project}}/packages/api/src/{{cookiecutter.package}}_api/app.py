@@ -12,7 +12,7 @@ from .config import Settings
 from .errors import install_error_handlers
 from .model_store import ModelStore
 from .observability import Metrics, configure_logging, install_request_hooks
-from .routes import health, items, metrics, model, recommendations
+from .routes import events, health, items, metrics, model, openapi, recommendations
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -40,7 +40,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     install_request_hooks(app, app_metrics)
     install_error_handlers(app)
-    for blueprint in (recommendations.bp, items.bp, model.bp, health.bp, metrics.bp):
+    blueprints = (recommendations.bp, items.bp, events.bp, model.bp, health.bp, metrics.bp)
+    for blueprint in (*blueprints, openapi.bp):
         app.register_blueprint(blueprint)
 
     store.start()

@@ -21,6 +21,9 @@ class Settings:
     MAX_CONTENT_LENGTH: int = 64 * 1024
     MAX_K: int = 100
     MAX_IDS_PER_REQUEST: int = 100  # session items, batch users, excluded items
+    EVENTS_LOG: str = "logs/feedback-events.jsonl"  # relative to the working directory
+    MAX_EVENTS_PER_REQUEST: int = 500
+    MAX_EVENTS_CONTENT_LENGTH: int = 512 * 1024  # POST /v1/events only; batches are bigger
     LOG_LEVEL: str = "INFO"
 
     @classmethod
@@ -42,8 +45,10 @@ class Settings:
     def check(self) -> None:
         if self.MODEL_REFRESH_SECONDS < 0:
             raise ValueError("MODEL_REFRESH_SECONDS must be >= 0 (0 disables the refresh)")
-        if self.MAX_K < 1 or self.MAX_CONTENT_LENGTH < 1 or self.MAX_IDS_PER_REQUEST < 1:
-            raise ValueError("MAX_K, MAX_CONTENT_LENGTH and MAX_IDS_PER_REQUEST must be >= 1")
+        limits = ("MAX_K", "MAX_CONTENT_LENGTH", "MAX_IDS_PER_REQUEST", "MAX_EVENTS_PER_REQUEST")
+        limits += ("MAX_EVENTS_CONTENT_LENGTH",)
+        if any(getattr(self, name) < 1 for name in limits):
+            raise ValueError(f"{', '.join(limits)} must be >= 1")
 
 
 def _convert(name: str, raw: str, known: Mapping[str, Any]) -> Any:

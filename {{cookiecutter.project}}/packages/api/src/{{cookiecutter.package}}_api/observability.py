@@ -68,6 +68,18 @@ class Metrics:
             "Models loaded and swapped in.",
             registry=self.registry,
         )
+        self.events = Counter(
+            "recommender_events_total",
+            "Feedback events accepted and written to the events log.",
+            ["event_type"],
+            registry=self.registry,
+        )
+        self.rejected_events = Counter(
+            "recommender_events_rejected_total",
+            "Feedback events refused: invalid (400, 413, 415) or the log unavailable (503).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.reload_failures = Counter(
             "recommender_model_reload_failures_total",
             "Model loads refused or failed; the previous model kept serving.",
@@ -89,6 +101,12 @@ class Metrics:
 
     def model_load_failed(self, error: Exception) -> None:
         self.reload_failures.inc()
+
+    def event_accepted(self, event_type: str) -> None:
+        self.events.labels(event_type=event_type).inc()
+
+    def events_rejected(self, count: int, reason: str) -> None:
+        self.rejected_events.labels(reason=reason).inc(count)
 
     def fallback(self) -> None:
         self.fallbacks.labels(route=_route()).inc()

@@ -1,0 +1,216 @@
+"""`make loadtest` against `make serve`: real gunicorn, real locust, the SLO file deciding the exit.
+
+The server serves a small artifact whose ids follow the synthetic pattern the locustfile samples
+from (u0001.., i0001..). Locust is only ever run as a subprocess: importing it would monkey-patch
+this test process with gevent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+N_USERS, N_ITEMS = 40, 30
+# Run through this interpreter rather than `uv run`: the same environment, with no uv needed.
+RUN = f"{sys.executable} -m"
+REQUEST_NAMES = {
+    "known_user": "GET /v1/users/[id]/recommendations (known)",
+    "unknown_user": "GET /v1/users/[id]/recommendations (new)",
+    "similar_items": "GET /v1/items/[id]/similar",
+    "session": "POST /v1/recommendations (session)",
+    "batch": "POST /v1/recommendations (batch)",
+    "events": "POST /v1/events",
+}
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [prefix + str(i).zfill(max(4, len(str(n)))) for i in range(1, n + 1)]
+
+
+def small_artifact() -> ServingArtifact:
+    rng = np.random.default_rng(7)
+    top = np.array([rng.permutation(N_ITEMS)[:10] for _ in range(N_USERS)], dtype=np.int32)
+    scores = np.tile(np.linspace(1.0, 0.1, 10, dtype=np.float32), (N_USERS, 1))
+    similar = np.array(
+        [[(i + j) % N_ITEMS for j in range(1, 9)] for i in range(N_ITEMS)], dtype=np.int32
+    )
+    return ServingArtifact(
+        user_ids=np.array(ids("u", N_USERS)),
+        item_ids=np.array(ids("i", N_ITEMS)),
+        item_categories=np.array(["shoes", "hats", "bags"] * (N_ITEMS // 3)),
+        user_top_items=top,
+        user_top_scores=scores,
+        similar_items=similar,
+        similar_scores=np.tile(np.linspace(0.9, 0.2, 8, dtype=np.float32), (N_ITEMS, 1)),
+        popular_items=np.arange(N_ITEMS, dtype=np.int32),
+        metadata={"model": "loadtest"},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, body: dict | None = None) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`make serve` on a free loopback port, serving the small artifact."""
+    tmp = tmp_path_factory.mktemp("loadtest-server")
+    small_artifact().save(tmp / "model")
+    port = free_port()
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "MODEL_URI": str(tmp / "model"),
+        "MODEL_REFRESH_SECONDS": "0",
+        "EVENTS_LOG": str(tmp / "events.jsonl"),
+        "LOG_LEVEL": "warning",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", f"RUN={RUN}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"make serve exited: {(tmp / 'serve.log').read_text()}")
+            try:
+                if call(f"{base}/readyz") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("make serve did not become ready in 30 s")
+            time.sleep(0.2)
+        warm_up(base)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def warm_up(base: str) -> None:
+    """A few requests on every route, so both workers' first-request costs stay out of the run."""
+    for i in range(20):
+        user, item = ids("u", N_USERS)[i], ids("i", N_ITEMS)[i]
+        call(f"{base}/v1/users/{user}/recommendations?k=10")
+        call(f"{base}/v1/items/{item}/similar?k=10")
+        call(f"{base}/v1/recommendations", {"items": [item], "k": 10})
+        call(f"{base}/v1/model")
+
+
+def slo_file(path: Path, base: str, **total) -> Path:
+    """The shipped SLO file, with `total` thresholds overridden; events left out of the mix
+    while the API has no `POST /v1/events` route yet (a 404 rather than a 400 for no events)."""
+    slo = yaml.safe_load((ROOT / "loadtest" / "slo.yaml").read_text())
+    slo["thresholds"]["total"].update(total)
+    if call(f"{base}/v1/events", {"events": []}) == 404:
+        slo["mix"]["events"] = 0
+    path.write_text(yaml.safe_dump(slo))
+    return path
+
+
+def make_loadtest(
+    base: str, slo: Path, reports: Path, run_time: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOADTEST_N_USERS": str(N_USERS), "LOADTEST_N_ITEMS": str(N_ITEMS)}
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "loadtest",
+            f"RUN={RUN}",
+            f"URL={base}",
+            "USERS=10",
+            "SPAWN_RATE=10",
+            f"RUN_TIME={run_time}",
+            f"SLO={slo}",
+            f"REPORTS={reports}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_storefront_mix_meets_the_slo(server, tmp_path):
+    # The shipped p95 holds here; the p99 is loosened, because in this test locust, gunicorn and
+    # whatever else the machine runs share its CPUs (a busy 2-CPU runner showed 100-300 ms tails
+    # before the warm-up; 15 ms after it).
+    slo = slo_file(tmp_path / "slo.yaml", server, p99_ms=500)
+    mix = yaml.safe_load(slo.read_text())["mix"]
+    result = make_loadtest(server, slo, tmp_path / "reports", "5s")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "SLO met" in output
+    assert (tmp_path / "reports" / "locust.html").stat().st_size > 0
+    with open(tmp_path / "reports" / "locust_stats.csv", newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    for entry, name in REQUEST_NAMES.items():
+        if mix[entry] > 0:
+            assert int(rows[name]["Request Count"]) > 0, name
+            assert int(rows[name]["Failure Count"]) == 0, name
+    total = rows["Aggregated"]
+    assert int(total["Failure Count"]) == 0
+    # Ids never show up as request names: one row per route.
+    assert not any(name.startswith("/v1/") for name in rows)
+    print(
+        f"\nlocust: {total['Request Count']} requests, {float(total['Requests/s']):.0f} RPS, "
+        f"p50 {total['50%']} ms, p95 {total['95%']} ms, p99 {total['99%']} ms"
+    )
+
+
+def test_a_breached_slo_fails_the_run_and_names_the_breach(server, tmp_path):
+    slo = slo_file(tmp_path / "slo.yaml", server, p95_ms=0.001)
+    result = make_loadtest(server, slo, tmp_path / "reports", "3s")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "SLO breach: total p95" in output, output

@@ -1,0 +1,145 @@
+"""Feedback from the storefront: impressions, clicks, add-to-carts and purchases.
+
+`{"events": [event, ...]}` (1 to MAX_EVENTS_PER_REQUEST events) or one event object alone. A
+batch with any invalid event is refused whole (400 naming the index and the field); an accepted
+batch is on disk, in the events log, before the 202 goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, current_app, request
+from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable, UnsupportedMediaType
+
+from ..events_log import EventsLogError, append_events
+from ..validation import check_id
+
+bp = Blueprint("events", __name__, url_prefix="/v1")
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase")
+REQUIRED = ("event_type", "user_id", "item_id", "model_version")
+OPTIONAL = ("request_id", "timestamp")
+FIELDS = frozenset(REQUIRED + OPTIONAL)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@bp.post("/events")
+def receive() -> tuple[dict[str, Any], int]:
+    metrics = current_app.extensions["metrics"]
+    body: Any = None
+    try:
+        body = read_body()
+        events = check_events(body)
+        append_events(current_app.config["EVENTS_LOG"], events)
+    except EventsLogError as error:
+        metrics.events_rejected(len(events), "unavailable")
+        log.error("events not written", extra={"fields": {"error": str(error)}})
+        raise ServiceUnavailable("the events log is not writable; retry later") from None
+    except HTTPException:
+        metrics.events_rejected(_count(body), "invalid")
+        raise
+    for event in events:
+        metrics.event_accepted(event["event_type"])
+    return {"accepted": len(events)}, 202
+
+
+def _count(body: Any) -> int:
+    """How many events a refused request carried (1 when that cannot be told)."""
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        return max(len(body["events"]), 1)
+    return 1
+
+
+def read_body() -> Any:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'}"
+        )
+    request.max_content_length = current_app.config["MAX_EVENTS_CONTENT_LENGTH"]
+    raw = request.get_data(cache=False)  # 413 past the limit
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise BadRequest(f"invalid JSON: {error}") from None
+
+
+def check_events(body: Any) -> list[dict[str, Any]]:
+    """Every event checked and normalized; the first problem aborts with a 400 naming it."""
+    if not isinstance(body, dict):
+        abort(400, description="the JSON body must be an object: {events: [...]} or one event")
+    if "events" not in body:
+        return [check_event(body, "event")]
+    if set(body) != {"events"}:
+        unknown = sorted(set(body) - {"events"})
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: events")
+    raw = body["events"]
+    limit = current_app.config["MAX_EVENTS_PER_REQUEST"]
+    if not isinstance(raw, list) or not raw:
+        abort(400, description="events must be a non-empty list of event objects")
+    if len(raw) > limit:
+        abort(400, description=f"events has {len(raw)} entries; at most {limit} are allowed")
+    received = _now()
+    return [check_event(event, f"events[{i}]", received) for i, event in enumerate(raw)]
+
+
+def check_event(event: Any, where: str, received: datetime | None = None) -> dict[str, Any]:
+    received = received or _now()
+    if not isinstance(event, dict):
+        abort(400, description=f"{where} must be an object")
+    unknown = sorted(set(event) - FIELDS)
+    if unknown:
+        abort(
+            400,
+            description=f"{where} has unknown field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(FIELDS))}",
+        )
+    for name in REQUIRED:
+        if name not in event:
+            abort(400, description=f"{where}.{name} is required")
+    event_type = event["event_type"]
+    if event_type not in EVENT_TYPES:
+        abort(400, description=f"{where}.event_type must be one of {', '.join(EVENT_TYPES)}")
+    checked = {"event_type": event_type}
+    for name in ("user_id", "item_id", "model_version"):
+        checked[name] = check_id(event[name], f"{where}.{name}")
+    if event.get("request_id") is not None:
+        checked["request_id"] = check_id(event["request_id"], f"{where}.request_id")
+    if event.get("timestamp") is not None:
+        timestamp = check_timestamp(event["timestamp"], f"{where}.timestamp", received)
+    else:
+        timestamp = received
+    checked["timestamp"] = _iso(timestamp)
+    checked["received_at"] = _iso(received)
+    return checked
+
+
+def check_timestamp(value: Any, what: str, received: datetime) -> datetime:
+    """An ISO 8601 date-time; without an offset it is taken as UTC; at most 5 min ahead."""
+    if not isinstance(value, str) or len(value) > 64:
+        abort(400, description=f"{what} must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        abort(400, description=f"{what} is not an ISO 8601 date-time: {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        abort(400, description=f"{what} is out of range")
+    if parsed > received + MAX_CLOCK_SKEW:
+        abort(400, description=f"{what} is more than 5 minutes in the future")
+    return parsed
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
