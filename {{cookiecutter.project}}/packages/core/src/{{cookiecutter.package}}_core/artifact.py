@@ -96,7 +96,7 @@ class ServingArtifact:
         category: str | None = None,
     ) -> Recommendations:
         """Top-k item ids for one user, dropping `exclude`d items and keeping one `category`."""
-        row = int(self.user_index(np.array([user_id]))[0])
+        row = _position(self.user_ids, user_id)
         if row >= 0:
             candidates, scores, strategy = (
                 self.user_top_items[row],
@@ -105,19 +105,28 @@ class ServingArtifact:
             )
         else:
             candidates, scores, strategy = self.popular_items, None, "popularity"
-        picked: list[int] = []
-        picked_scores: list[float] = []
+        if not exclude and category is None:
+            # The hot path of the API: no filter, so the first k valid candidates are the answer.
+            picked = candidates[:k]
+            if len(picked) and picked[-1] < 0:  # a short list, padded with -1
+                picked = picked[: int(np.argmax(picked < 0))]
+            picked_scores = (
+                scores[: len(picked)].tolist() if scores is not None else [0.0] * len(picked)
+            )
+            return Recommendations(self.item_ids[picked].tolist(), picked_scores, strategy)
+        chosen: list[int] = []
+        chosen_scores: list[float] = []
         for position, index in enumerate(candidates):
-            if index < 0 or len(picked) == k:
+            if index < 0 or len(chosen) == k:
                 break
             item = self.item_ids[index]
             if item in exclude or (
                 category is not None and self.item_categories[index] != category
             ):
                 continue
-            picked.append(int(index))
-            picked_scores.append(float(scores[position]) if scores is not None else 0.0)
-        return Recommendations([str(self.item_ids[i]) for i in picked], picked_scores, strategy)
+            chosen.append(int(index))
+            chosen_scores.append(float(scores[position]) if scores is not None else 0.0)
+        return Recommendations(self.item_ids[chosen].tolist(), chosen_scores, strategy)
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -225,6 +234,14 @@ def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     positions = np.searchsorted(sorted_ids, ids)
     positions = np.minimum(positions, len(sorted_ids) - 1)
     return np.where(sorted_ids[positions] == ids, positions, -1)
+
+
+def _position(sorted_ids: np.ndarray, value: str) -> int:
+    """`_lookup` for one id: a scalar binary search, without building arrays."""
+    position = int(np.searchsorted(sorted_ids, value))
+    if position < len(sorted_ids) and sorted_ids[position] == value:
+        return position
+    return -1
 
 
 def _is_sorted_unique(ids: np.ndarray) -> bool:

@@ -144,6 +144,12 @@ def bench_train(args: argparse.Namespace) -> int:
     return run_benchmark(load_params(args.params), args)
 
 
+def bench_serve(args: argparse.Namespace) -> int:
+    from .bench_serve import run_benchmark
+
+    return run_benchmark(load_params(args.params), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="{{ cookiecutter.project }}", description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -181,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default="100000,1000000,3000000")
     bench.add_argument("--online-retail", help="path of online_retail.csv.gz (optional)")
     bench.set_defaults(run=bench_train)
+
+    serve = commands.add_parser("bench-serve", help="this API vs mlflow models serve vs Flask")
+    serve.add_argument("--events", type=int, default=200_000, help="synthetic training events")
+    serve.add_argument("--workers", type=int, default=2, help="server processes, for each server")
+    serve.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    serve.add_argument("--clients", type=int, default=16, help="concurrent locust users")
+    serve.add_argument("--seconds", type=int, default=15, help="load per server per round")
+    serve.add_argument("--rounds", type=int, default=3)
+    serve.set_defaults(run=bench_serve)
     return parser
 
 

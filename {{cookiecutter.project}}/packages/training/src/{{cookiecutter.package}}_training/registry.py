@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
@@ -76,16 +77,7 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
             mlflow.log_artifact(str(paths.reports / report), artifact_path="reports")
         mlflow.log_artifacts(str(paths.reports / "plots"), artifact_path="plots")
         mlflow.log_figure(_curves_figure(paths.reports / "plots"), "plots/ranking_curves.png")
-        info = mlflow.pyfunc.log_model(
-            name="recommender",
-            python_model=RecommenderModel(),
-            artifacts={ARTIFACT_KEY: str(paths.models / model_name)},
-            signature=SIGNATURE,
-            input_example=INPUT_EXAMPLE,
-            registered_model_name=name,
-            code_paths=_package_dirs(),
-            pip_requirements=_pip_requirements(),
-        )
+        info = log_serving_model(paths.models / model_name, name)
     version = str(info.registered_model_version)
     version_tags = {
         **tags,
@@ -108,6 +100,20 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     write_json(paths.reports / "registered.json", record)
     log.info("registered %s version %s as %s", name, version, CHALLENGER)
     return record
+
+
+def log_serving_model(artifact_path: Path, name: str) -> ModelInfo:
+    """Log a serving artifact as a pyfunc model in the active run and register it as `name`."""
+    return mlflow.pyfunc.log_model(
+        name="recommender",
+        python_model=RecommenderModel(),
+        artifacts={ARTIFACT_KEY: str(artifact_path)},
+        signature=SIGNATURE,
+        input_example=INPUT_EXAMPLE,
+        registered_model_name=name,
+        code_paths=_package_dirs(),
+        pip_requirements=_pip_requirements(),
+    )
 
 
 def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
