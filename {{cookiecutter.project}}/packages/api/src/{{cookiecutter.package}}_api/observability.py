@@ -155,6 +155,8 @@ def configure_logging(level: str) -> None:
 def install_request_hooks(app: Flask, metrics: Metrics) -> None:
     """Request id in and out, `X-Model-Version` on every response, metrics and an access log."""
 
+    store = app.extensions["model_store"]
+
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
@@ -163,31 +165,31 @@ def install_request_hooks(app: Flask, metrics: Metrics) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        model = g.get("model") or app.extensions["model_store"].current
+        # The hot path of every request: the proxies `g` and `request` are resolved once.
+        state, current = g._get_current_object(), request._get_current_object()
+        elapsed = time.perf_counter() - getattr(state, "started", time.perf_counter())
+        model = getattr(state, "model", None) or store.current
         version = model.version if model is not None else "none"
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        response.headers["X-Model-Version"] = version
-        response.headers["X-Request-ID"] = request_id
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        route = _route()
-        metrics.requests.labels(
-            route=route, method=request.method, status=response.status_code
-        ).inc()
+        request_id = getattr(state, "request_id", None) or uuid.uuid4().hex
+        headers = response.headers
+        headers["X-Model-Version"] = version
+        headers["X-Request-ID"] = request_id
+        rule = current.url_rule
+        route = rule.rule if rule is not None else UNMATCHED
+        status = response.status_code
+        metrics.requests.labels(route=route, method=current.method, status=status).inc()
         metrics.latency.labels(route=route).observe(elapsed)
-        ACCESS_LOG.info(
-            "request",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": route,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    "model_version": version,
-                }
-            },
-        )
+        if ACCESS_LOG.isEnabledFor(logging.INFO):
+            fields = {
+                "request_id": request_id,
+                "method": current.method,
+                "route": route,
+                "path": current.path,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+                "model_version": version,
+            }
+            ACCESS_LOG.info("request", extra={"fields": fields})
         return response
 
 

@@ -54,16 +54,15 @@ def check_k(value: Any, from_query: bool = False) -> int:
 
 def query_args(allowed: set[str]) -> dict[str, str]:
     """The query string as single values; unknown or repeated parameters are refused."""
-    unknown = sorted(set(request.args) - allowed)
-    if unknown:
-        abort(
-            400,
-            description=f"unknown query parameter(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}",
-        )
     args = {}
-    for name in request.args:
-        values = request.args.getlist(name)
+    for name, values in request.args.lists():
+        if name not in allowed:
+            unknown = sorted(set(request.args) - allowed)
+            abort(
+                400,
+                description=f"unknown query parameter(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed))}",
+            )
         if len(values) > 1:
             abort(400, description=f"query parameter {name} is given more than once")
         args[name] = values[0]
