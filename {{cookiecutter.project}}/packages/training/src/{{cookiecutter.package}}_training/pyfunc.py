@@ -11,13 +11,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import yaml
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.model_source import ARTIFACT_KEY
 
-ARTIFACT_KEY = "serving_artifact"
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "user_id"), ColSpec("long", "k", required=False)]),
     outputs=Schema(
@@ -47,10 +46,3 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
             for rank, (item, score) in enumerate(zip(answer.items, answer.scores, strict=True)):
                 rows.append((user_id, rank + 1, item, score, answer.strategy))
         return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "strategy"])
-
-
-def artifact_dir(local_model_dir: Path) -> Path:
-    """Where a downloaded pyfunc model keeps its serving artifact (read from MLmodel)."""
-    mlmodel = yaml.safe_load((Path(local_model_dir) / "MLmodel").read_text())
-    relative = mlmodel["flavors"]["python_function"]["artifacts"][ARTIFACT_KEY]["path"]
-    return Path(local_model_dir) / relative

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,12 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.model_source import ARTIFACT_KEY, load_model
 
 from . import lineage
 from .config import Paths, params_hash, read_json, tracking_uri, write_json
 from .evaluation import evaluate_artifact
-from .pyfunc import ARTIFACT_KEY, INPUT_EXAMPLE, SIGNATURE, RecommenderModel, artifact_dir
+from .pyfunc import INPUT_EXAMPLE, SIGNATURE, RecommenderModel
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -188,15 +188,10 @@ def champion_version(mlflow_client: MlflowClient, name: str) -> str | None:
 
 
 def download_artifact(name: str, alias_or_version: str) -> ServingArtifact:
-    """Download a registered version (alias or number) and load its verified serving artifact."""
-    client()
+    """A registered version (alias or number), verified and smoke-tested as the API loads it."""
     separator = "/" if str(alias_or_version).isdigit() else "@"
-    # The arrays are read into memory, so the download can go as soon as they are loaded.
-    with tempfile.TemporaryDirectory(prefix="model-") as target:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}{separator}{alias_or_version}", dst_path=target
-        )
-        return ServingArtifact.load(artifact_dir(Path(local)))
+    uri = f"models:/{name}{separator}{alias_or_version}"
+    return load_model(uri, tracking_uri()).artifact
 
 
 def _evaluate_champion(
