@@ -100,6 +100,23 @@ def test_exclude_and_category_filters_and_padding(artifact):
     assert artifact.recommend("u1", k=3, exclude={"c"}).items == ["b", "d"]
     assert artifact.recommend("u1", k=3, category="shoes").items == ["c"]
     assert artifact.recommend("u2", k=5).items == ["a", "d"]
+    assert artifact.recommend("u2", k=5, exclude={"a", "not-an-item"}).scores == [
+        pytest.approx(0.2)
+    ]
+
+
+def test_unavailable_items_are_dropped_for_known_and_unknown_users(artifact):
+    unavailable = np.array([False, True, True, False])  # b and c are out of stock
+    answer = artifact.recommend("u1", k=3, unavailable=unavailable)
+    assert answer.items == ["d"] and answer.scores == [pytest.approx(0.1)]
+    assert artifact.recommend("stranger", k=3, unavailable=unavailable).items == ["a", "d"]
+    both = artifact.recommend("stranger", k=3, category="hats", unavailable=unavailable)
+    assert both.items == ["d"]
+
+
+def test_recommend_row_is_recommend_by_position(artifact):
+    assert artifact.recommend_row(1, k=5) == artifact.recommend("u2", k=5)
+    assert artifact.recommend_row(-1, k=2) == artifact.recommend("stranger", k=2)
 
 
 def test_top_items_for_users_mixes_known_and_unknown(artifact):

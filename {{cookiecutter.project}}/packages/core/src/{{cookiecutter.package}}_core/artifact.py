@@ -94,39 +94,46 @@ class ServingArtifact:
         k: int = 10,
         exclude: frozenset[str] | set[str] = frozenset(),
         category: str | None = None,
+        unavailable: np.ndarray | None = None,
     ) -> Recommendations:
-        """Top-k item ids for one user, dropping `exclude`d items and keeping one `category`."""
+        """Top-k item ids for one user (popularity for an unknown one), without the `exclude`d
+        items and the `unavailable` ones (a boolean mask over `item_ids`), and only items of
+        `category` if one is given. The API and the batch export both answer through here."""
         row = _position(self.user_ids, user_id)
+        return self.recommend_row(row, k, exclude, category, unavailable)
+
+    def recommend_row(
+        self,
+        row: int,
+        k: int = 10,
+        exclude: frozenset[str] | set[str] = frozenset(),
+        category: str | None = None,
+        unavailable: np.ndarray | None = None,
+    ) -> Recommendations:
+        """`recommend` for the user at `row` of `user_ids` (-1: a user the model has not seen)."""
         if row >= 0:
-            candidates, scores, strategy = (
-                self.user_top_items[row],
-                self.user_top_scores[row],
-                "personalized",
-            )
+            candidates, scores = self.user_top_items[row], self.user_top_scores[row]
+            strategy = "personalized"
         else:
             candidates, scores, strategy = self.popular_items, None, "popularity"
-        if not exclude and category is None:
-            # The hot path of the API: no filter, so the first k valid candidates are the answer.
-            picked = candidates[:k]
-            if len(picked) and picked[-1] < 0:  # a short list, padded with -1
-                picked = picked[: int(np.argmax(picked < 0))]
-            picked_scores = (
-                scores[: len(picked)].tolist() if scores is not None else [0.0] * len(picked)
-            )
-            return Recommendations(self.item_ids[picked].tolist(), picked_scores, strategy)
-        chosen: list[int] = []
-        chosen_scores: list[float] = []
-        for position, index in enumerate(candidates):
-            if index < 0 or len(chosen) == k:
-                break
-            item = self.item_ids[index]
-            if item in exclude or (
-                category is not None and self.item_categories[index] != category
-            ):
-                continue
-            chosen.append(int(index))
-            chosen_scores.append(float(scores[position]) if scores is not None else 0.0)
-        return Recommendations(self.item_ids[chosen].tolist(), chosen_scores, strategy)
+        if len(candidates) and candidates[-1] < 0:  # a short list, padded with -1
+            candidates = candidates[: int(np.argmax(candidates < 0))]
+            scores = scores[: len(candidates)] if scores is not None else None
+        if not exclude and category is None and unavailable is None:
+            chosen = slice(0, k)  # the API's hot path: no filter, the first k are the answer
+        else:
+            keep = np.ones(len(candidates), dtype=bool)
+            if exclude:
+                excluded = self.item_index(np.array(sorted(exclude), dtype=str))
+                keep &= ~np.isin(candidates, excluded[excluded >= 0])
+            if category is not None:
+                keep &= self.item_categories[candidates] == category
+            if unavailable is not None:
+                keep &= ~unavailable[candidates]
+            chosen = np.flatnonzero(keep)[:k]
+        items = self.item_ids[candidates[chosen]].tolist()
+        picked_scores = scores[chosen].tolist() if scores is not None else [0.0] * len(items)
+        return Recommendations(items, picked_scores, strategy)
 
     # -- persistence ---------------------------------------------------------------------
 
