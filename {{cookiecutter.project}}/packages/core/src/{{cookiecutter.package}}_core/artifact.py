@@ -111,6 +111,20 @@ class ServingArtifact:
         unavailable: np.ndarray | None = None,
     ) -> Recommendations:
         """`recommend` for the user at `row` of `user_ids` (-1: a user the model has not seen)."""
+        items, scores, strategy = self.rank_row(row, k, exclude, category, unavailable)
+        picked_scores = scores.tolist() if scores is not None else [0.0] * len(items)
+        return Recommendations(self.item_ids[items].tolist(), picked_scores, strategy)
+
+    def rank_row(
+        self,
+        row: int,
+        k: int = 10,
+        exclude: frozenset[str] | set[str] = frozenset(),
+        category: str | None = None,
+        unavailable: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """The ranking behind `recommend_row`: positions in `item_ids`, their scores (None for
+        popularity) and the strategy. Batch jobs use it to build columns without Python strings."""
         if row >= 0:
             candidates, scores = self.user_top_items[row], self.user_top_scores[row]
             strategy = "personalized"
@@ -131,9 +145,7 @@ class ServingArtifact:
             if unavailable is not None:
                 keep &= ~unavailable[candidates]
             chosen = np.flatnonzero(keep)[:k]
-        items = self.item_ids[candidates[chosen]].tolist()
-        picked_scores = scores[chosen].tolist() if scores is not None else [0.0] * len(items)
-        return Recommendations(items, picked_scores, strategy)
+        return candidates[chosen], (scores[chosen] if scores is not None else None), strategy
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -148,7 +160,7 @@ class ServingArtifact:
             np.save(path, getattr(self, name), allow_pickle=False)
             array = getattr(self, name)
             files[path.name] = {
-                "sha256": _sha256(path),
+                "sha256": sha256_file(path),
                 "dtype": array.dtype.str,
                 "shape": list(array.shape),
             }
@@ -181,7 +193,7 @@ class ServingArtifact:
             path = directory / filename
             if expected is None or not path.is_file():
                 raise ArtifactError(f"{directory}: missing array file {filename}")
-            if _sha256(path) != expected["sha256"]:
+            if sha256_file(path) != expected["sha256"]:
                 raise ArtifactError(f"{directory}: checksum mismatch for {filename}")
             try:
                 arrays[name] = np.load(path, allow_pickle=False)
@@ -255,7 +267,8 @@ def _is_sorted_unique(ids: np.ndarray) -> bool:
     return bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

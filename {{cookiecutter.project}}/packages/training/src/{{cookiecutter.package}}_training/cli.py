@@ -21,7 +21,7 @@ from {{ cookiecutter.package }}_core.contract import DataContractError
 
 from .config import Paths, load_params
 
-EXIT_GATE_FAILED = 1
+EXIT_GATE_FAILED = EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -144,6 +144,40 @@ def bench_train(args: argparse.Namespace) -> int:
     return run_benchmark(load_params(args.params), args)
 
 
+def batch_recommend(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from {{ cookiecutter.package }}_core.model_source import ModelLoadError
+
+    from .batch import ExportError, run
+
+    try:
+        result = run(load_params(args.params), args)
+    except (ModelLoadError, MlflowException) as error:
+        print(f"ERROR: cannot load the model: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ExportError as error:
+        print(f"ERROR: {error}; previous exports are untouched", file=sys.stderr)
+        return EXIT_FAILED
+    if result["status"] == "unchanged":
+        print(
+            f"export for {result['date']} with model {result['request']['model_version']} "
+            "is already complete: nothing to do"
+        )
+    else:
+        print(
+            f"wrote {result['rows']:,} rows for {result['users']:,} users to {result['path']} "
+            f"in {result['seconds']}s (model {result['request']['model_version']})"
+        )
+    return 0
+
+
+def bench_batch(args: argparse.Namespace) -> int:
+    from .bench_batch import run_benchmark
+
+    return run_benchmark(load_params(args.params), args)
+
+
 def bench_serve(args: argparse.Namespace) -> int:
     from .bench_serve import run_benchmark
 
@@ -187,6 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default="100000,1000000,3000000")
     bench.add_argument("--online-retail", help="path of online_retail.csv.gz (optional)")
     bench.set_defaults(run=bench_train)
+
+    batch = commands.add_parser("batch-recommend", help="every user's top-k as Parquet")
+    batch.add_argument(
+        "--model-uri",
+        help="as the API's MODEL_URI (default: $MODEL_URI, else the registry's champion)",
+    )
+    batch.add_argument("--date", help="partition date, YYYY-MM-DD (default: today, UTC)")
+    batch.add_argument("--out", default="exports/recommendations")
+    batch.add_argument("--k", type=int, default=20)
+    batch.add_argument("--chunk-size", type=int, default=50_000, help="users per Parquet part")
+    batch.add_argument("--category", help="only items of this category")
+    batch.add_argument("--catalog", help="items file (Parquet/CSV) with item_id and available")
+    batch.add_argument("--csv", action="store_true", help="a CSV beside each Parquet part")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(run=batch_recommend)
+
+    bench_export = commands.add_parser("bench-batch", help="batch export speed and memory")
+    bench_export.add_argument("--sizes", default="20000,200000,1000000", help="users")
+    bench_export.add_argument("--k", type=int, default=20)
+    bench_export.add_argument("--chunk-size", type=int, default=50_000)
+    bench_export.set_defaults(run=bench_batch)
 
     serve = commands.add_parser("bench-serve", help="this API vs mlflow models serve vs Flask")
     serve.add_argument("--events", type=int, default=200_000, help="synthetic training events")

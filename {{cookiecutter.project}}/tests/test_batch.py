@@ -1,0 +1,197 @@
+"""`batch-recommend`: the export equals the API's answers, is idempotent, is logged to MLflow,
+and bad input (unknown model, corrupt artifact, unwritable path, full disk) changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from {{ cookiecutter.package }}_api import create_app
+from {{ cookiecutter.package }}_core.artifact import ServingArtifact, sha256_file
+from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, EXIT_FAILED, main
+
+pytestmark = pytest.mark.slow
+N_USERS, N_ITEMS, TOP_N = 300, 80, 40
+DAY = "2026-03-02"
+UNAVAILABLE = ["i0003", "i0010", "i0042"]
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    """A random but valid artifact: 300 users, 80 items in 4 categories, top-40 lists."""
+    rng = np.random.default_rng(11)
+    top = np.array([rng.permutation(N_ITEMS)[:TOP_N] for _ in range(N_USERS)], dtype=np.int32)
+    top[:5, 30:] = -1  # a few short lists, padded as training pads them
+    scores = -np.sort(-rng.random((N_USERS, TOP_N)), axis=1).astype(np.float32)
+    ServingArtifact(
+        user_ids=np.array([f"u{i:04d}" for i in range(N_USERS)]),
+        item_ids=np.array([f"i{i:04d}" for i in range(N_ITEMS)]),
+        item_categories=np.array(["shoes", "hats", "bags", "toys"] * (N_ITEMS // 4)),
+        user_top_items=top,
+        user_top_scores=np.where(top >= 0, scores, -np.inf).astype(np.float32),
+        similar_items=np.array(
+            [[(i + j) % N_ITEMS for j in range(1, 6)] for i in range(N_ITEMS)], np.int32
+        ),
+        similar_scores=np.ones((N_ITEMS, 5), dtype=np.float32),
+        popular_items=rng.permutation(N_ITEMS).astype(np.int32),
+        metadata={"model": "batch-test"},
+    ).save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, project_params) -> Path:
+    """The project folder the CLI runs in, with its own MLflow registry."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    catalog = pd.DataFrame({"item_id": [f"i{i:04d}" for i in range(N_ITEMS)]})
+    catalog["available"] = ~catalog["item_id"].isin(UNAVAILABLE)
+    catalog.to_csv(tmp_path / "catalog.csv", index=False)
+    return tmp_path
+
+
+def export(model: Path, *extra: str) -> int:
+    args = ["batch-recommend", "--model-uri", str(model), "--date", DAY, "--quiet"]
+    return main([*args, "--out", "exports", "--catalog", "catalog.csv", *extra])
+
+
+def partition(workdir: Path) -> Path:
+    return workdir / "exports" / f"date={DAY}"
+
+
+def read_export(workdir: Path) -> pd.DataFrame:
+    return pd.concat(
+        pd.read_parquet(path) for path in sorted(partition(workdir).glob("part-*.parquet"))
+    )
+
+
+def test_the_export_is_what_the_api_answers_item_for_item(workdir, model_dir):
+    assert export(model_dir, "--chunk-size", "70") == 0
+    rows = read_export(workdir)
+    assert rows["user_id"].nunique() == N_USERS
+    assert len(list(partition(workdir).glob("part-*.parquet"))) == 5  # 300 users / 70
+
+    api = create_app({"MODEL_URI": str(model_dir), "MODEL_REFRESH_SECONDS": 0}).test_client()
+    exclude = ",".join(UNAVAILABLE)
+    for user in [f"u{i:04d}" for i in (0, 3, 4, 7, 100, 157, 299)]:
+        answer = api.get(f"/v1/users/{user}/recommendations?k=20&exclude={exclude}").get_json()
+        mine = rows[rows["user_id"] == user].sort_values("rank")
+        assert mine["item_id"].tolist() == [item["item_id"] for item in answer["items"]], user
+        scores = [item["score"] for item in answer["items"]]  # the API rounds to 6 places
+        assert mine["score"].to_numpy() == pytest.approx(scores, abs=1e-6)
+        assert mine["rank"].tolist() == list(range(1, len(mine) + 1))
+        assert set(mine["model_version"]) == {answer["model_version"]}
+    assert not rows["item_id"].isin(UNAVAILABLE).any()
+
+    fallback = pd.read_parquet(partition(workdir) / "fallback.parquet")
+    unknown = api.get(f"/v1/users/nobody/recommendations?k=20&exclude={exclude}").get_json()
+    assert fallback["item_id"].tolist() == [item["item_id"] for item in unknown["items"]]
+
+
+def test_the_manifest_counts_and_checksums_every_file(workdir, model_dir):
+    assert export(model_dir, "--csv") == 0
+    manifest = json.loads((partition(workdir) / "manifest.json").read_text())
+    assert manifest["users"] == N_USERS
+    assert manifest["rows"] == len(read_export(workdir))
+    for name, entry in manifest["files"].items():
+        assert sha256_file(partition(workdir) / name) == entry["sha256"], name
+    csv = pd.read_csv(partition(workdir) / "part-00000.csv", dtype={"run_id": str})
+    assert len(csv) == manifest["files"]["part-00000.parquet"]["rows"]
+
+
+def test_a_rerun_is_a_no_op_and_new_settings_replace_the_partition(workdir, model_dir, capsys):
+    assert export(model_dir) == 0
+    manifest = partition(workdir) / "manifest.json"
+    first = manifest.stat().st_mtime_ns
+    assert export(model_dir) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert manifest.stat().st_mtime_ns == first
+
+    assert export(model_dir, "--k", "5", "--category", "hats") == 0
+    rows = read_export(workdir)
+    assert rows.groupby("user_id").size().max() == 5
+    assert (rows["item_id"].str[1:].astype(int) % 4 == 1).all()  # hats: items 1, 5, 9, ...
+    assert not list((workdir / "exports").glob(".*")), "no staging folder is left behind"
+
+
+def test_the_export_is_logged_to_mlflow_with_its_model_version(workdir, model_dir):
+    import mlflow
+
+    assert export(model_dir) == 0
+    manifest = json.loads((partition(workdir) / "manifest.json").read_text())
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        version = manifest["request"]["model_version"]
+        runs = mlflow.search_runs(
+            experiment_names=["local-model-batch"],
+            filter_string=f"tags.kind = 'batch_export' and tags.model_version = '{version}'",
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(runs) == 1
+    assert runs.iloc[0]["tags.export.checksum"] == manifest["checksum"]
+    assert runs.iloc[0]["metrics.rows"] == manifest["rows"]
+
+
+def test_an_unknown_model_uri_is_a_clear_error(workdir, capsys):
+    assert export("models:/no-such-model@champion") == EXIT_BAD_INPUT
+    assert "cannot load the model" in capsys.readouterr().err
+    assert export(workdir / "missing-folder") == EXIT_BAD_INPUT
+    assert not (workdir / "exports").exists()
+
+
+def test_a_corrupt_artifact_is_refused_and_the_previous_export_stays(workdir, model_dir, capsys):
+    assert export(model_dir) == 0
+    before = sha256_file(partition(workdir) / "manifest.json")
+    with open(model_dir / "user_top_items.npy", "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\xff\xff\xff\x7f")
+    assert export(model_dir, "--k", "7") == EXIT_BAD_INPUT
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert sha256_file(partition(workdir) / "manifest.json") == before
+
+
+def test_an_unwritable_output_path_is_a_clear_error(workdir, model_dir, capsys):
+    (workdir / "a-file").write_text("not a folder")
+    code = main(
+        ["batch-recommend", "--model-uri", str(model_dir), "--quiet", "--out", "a-file/exports"]
+    )
+    assert code == EXIT_FAILED
+    assert "cannot write to a-file/exports" in capsys.readouterr().err
+
+
+def test_a_full_disk_fails_cleanly_and_keeps_the_previous_export(workdir, model_dir):
+    assert export(model_dir) == 0
+    before = {path.name: sha256_file(path) for path in partition(workdir).iterdir()}
+
+    def tiny_quota() -> None:  # files above 20 kB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", main.__module__, "batch-recommend", "--quiet"),
+            *("--model-uri", str(model_dir), "--date", DAY, "--out", "exports", "--k", "40"),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=tiny_quota,
+        timeout=300,
+    )
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "cannot write the export" in result.stderr
+    assert "previous exports are untouched" in result.stderr
+    after = {path.name: sha256_file(path) for path in partition(workdir).iterdir()}
+    assert after == before
+    assert not list((workdir / "exports").glob(".*")), "no staging folder is left behind"
