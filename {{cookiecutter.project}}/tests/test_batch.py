@@ -144,6 +144,37 @@ def test_the_export_is_logged_to_mlflow_with_its_model_version(workdir, model_di
     assert runs.iloc[0]["metrics.rows"] == manifest["rows"]
 
 
+def test_a_registered_champion_is_exported_and_lineage_lists_the_export(
+    workdir, model_dir, project_params, capsys
+):
+    import mlflow
+
+    from {{ cookiecutter.package }}_training.registry import log_serving_model
+
+    name = project_params["registry"]["model_name"]
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        client = mlflow.MlflowClient()
+        with mlflow.start_run(experiment_id=client.create_experiment("training")) as run:
+            version = str(log_serving_model(model_dir, name).registered_model_version)
+        client.set_model_version_tag(name, version, "training_run_id", run.info.run_id)
+        client.set_registered_model_alias(name, "champion", version)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    assert export(f"models:/{name}@champion") == 0
+    rows = read_export(workdir)
+    assert set(rows["model_version"]) == {version}
+    assert set(rows["run_id"]) == {run.info.run_id}
+    capsys.readouterr()
+    assert main(["lineage", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    manifest = json.loads((partition(workdir) / "manifest.json").read_text())
+    assert [(e["date"], e["checksum"], e["rows"]) for e in record["exports"]] == [
+        (DAY, manifest["checksum"], manifest["rows"])
+    ]
+
+
 def test_an_unknown_model_uri_is_a_clear_error(workdir, capsys):
     assert export("models:/no-such-model@champion") == EXIT_BAD_INPUT
     assert "cannot load the model" in capsys.readouterr().err

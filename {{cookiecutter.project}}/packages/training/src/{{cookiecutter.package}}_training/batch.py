@@ -275,3 +275,25 @@ def _log_run(model: LoadedModel, result: dict[str, Any]) -> str:
         )
         mlflow.log_dict(result, "export_manifest.json")
     return run.info.run_id
+
+
+def exports_of(mlflow_client: Any, model_name: str, version: str) -> list[dict[str, Any]]:
+    """The exports a registered version produced, newest first (from their MLflow runs)."""
+    experiment = mlflow_client.get_experiment_by_name(f"{model_name}-batch")
+    if experiment is None:
+        return []
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.kind = 'batch_export' and tags.model_version = '{version}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        {
+            "date": run.data.tags["export.date"],
+            "path": run.data.tags["export.path"],
+            "rows": int(run.data.metrics.get("rows", 0)),
+            "checksum": run.data.tags["export.checksum"],
+            "run_id": run.info.run_id,
+        }
+        for run in runs
+    ]

@@ -100,6 +100,7 @@ def recommend(args: argparse.Namespace) -> int:
 
 
 def lineage(args: argparse.Namespace) -> int:
+    from .batch import exports_of
     from .registry import client
 
     params = load_params(args.params)
@@ -115,6 +116,7 @@ def lineage(args: argparse.Namespace) -> int:
         "aliases": list(version.aliases),
         "run_id": version.run_id,
         "tags": dict(sorted(version.tags.items())),
+        "exports": exports_of(mlflow_client, name, str(version.version)),
     }
     if args.json:
         print(json.dumps(record, indent=2))
@@ -123,6 +125,8 @@ def lineage(args: argparse.Namespace) -> int:
         print(f"  training run      {record['run_id']}")
         for key, value in record["tags"].items():
             print(f"  {key:<28}{value}")
+        for export in record["exports"]:
+            print(f"  export {export['date']}: {export['rows']:,} rows in {export['path']}")
     return 0
 
 
