@@ -33,6 +33,15 @@ def test_round_trip_keeps_every_array(artifact, tmp_path):
     assert read_manifest(tmp_path / "model")["checksum"] == manifest["checksum"]
 
 
+def test_a_memory_mapped_artifact_answers_the_same_after_giving_back_its_pages(artifact, tmp_path):
+    artifact.save(tmp_path / "model")
+    mapped = ServingArtifact.load(tmp_path / "model", memory_map=True)
+    before = [mapped.recommend(user, k=3) for user in ("u1", "u2", "stranger")]
+    mapped.release_memory()
+    assert [mapped.recommend(user, k=3) for user in ("u1", "u2", "stranger")] == before
+    assert before == [artifact.recommend(user, k=3) for user in ("u1", "u2", "stranger")]
+
+
 def test_save_replaces_an_existing_artifact_whole(artifact, tmp_path):
     artifact.save(tmp_path / "model")
     (tmp_path / "model" / "stale.txt").write_text("old")

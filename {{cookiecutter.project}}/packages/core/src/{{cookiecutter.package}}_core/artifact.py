@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -147,6 +148,11 @@ class ServingArtifact:
             chosen = np.flatnonzero(keep)[:k]
         return candidates[chosen], (scores[chosen] if scores is not None else None), strategy
 
+    def release_memory(self) -> None:
+        """Give back the pages of memory-mapped arrays read so far (no-op for loaded ones)."""
+        for name in ARRAYS:
+            _release(getattr(self, name))
+
     # -- persistence ---------------------------------------------------------------------
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -182,8 +188,13 @@ class ServingArtifact:
         return manifest
 
     @classmethod
-    def load(cls, directory: Path) -> ServingArtifact:
-        """Read and verify an artifact; raise ArtifactError naming what is wrong."""
+    def load(cls, directory: Path, memory_map: bool = False) -> ServingArtifact:
+        """Read and verify an artifact; raise ArtifactError naming what is wrong.
+
+        `memory_map` maps the arrays from their files instead of reading them: a job that
+        walks every user (the batch export) then holds only the rows it is working on, if it
+        calls `release_memory` as it goes. The files must stay until the artifact is dropped.
+        """
         directory = Path(directory)
         manifest = read_manifest(directory)
         arrays = {}
@@ -196,7 +207,9 @@ class ServingArtifact:
             if sha256_file(path) != expected["sha256"]:
                 raise ArtifactError(f"{directory}: checksum mismatch for {filename}")
             try:
-                arrays[name] = np.load(path, allow_pickle=False)
+                array = np.load(path, allow_pickle=False, mmap_mode="r" if memory_map else None)
+                # A plain view of the mapping: indexing an np.memmap row by row is slow.
+                arrays[name] = np.asarray(array)
             except ValueError as error:
                 raise ArtifactError(f"{directory}: cannot read {filename}: {error}") from error
         return cls(**arrays, metadata=manifest.get("metadata", {}))
@@ -221,7 +234,9 @@ class ServingArtifact:
             (_is_sorted_unique(self.item_ids), "item_ids must be sorted and unique"),
         ]
         for index_array in (self.user_top_items, self.similar_items, self.popular_items):
-            if index_array.size and (index_array.min() < -1 or index_array.max() >= n_items):
+            low = min(blockwise(index_array, np.min), default=-1)
+            high = max(blockwise(index_array, np.max), default=-1)
+            if low < -1 or high >= n_items:
                 checks.append((False, "an item index points outside item_ids"))
         for ok, message in checks:
             if not ok:
@@ -261,6 +276,29 @@ def _position(sorted_ids: np.ndarray, value: str) -> int:
     if position < len(sorted_ids) and sorted_ids[position] == value:
         return position
     return -1
+
+
+BLOCK_ROWS = 65_536
+
+
+def blockwise(array: np.ndarray, reduce: Any) -> list[Any]:
+    """`reduce` applied to blocks of rows; a memory-mapped array gives back each block's pages,
+    so a scan of a large artifact holds one block, not the whole file, in memory."""
+    results = []
+    for start in range(0, len(array), BLOCK_ROWS):
+        block = array[start : start + BLOCK_ROWS]
+        if block.size:
+            results.append(reduce(block))
+        _release(array)
+    return results
+
+
+def _release(array: np.ndarray) -> None:
+    base = array.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is not None:  # file-backed and read-only: the pages are read again if needed
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _is_sorted_unique(ids: np.ndarray) -> bool:

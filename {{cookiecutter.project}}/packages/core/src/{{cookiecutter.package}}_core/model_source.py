@@ -8,6 +8,7 @@ only then.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ArtifactError, ServingArtifact, read_manifest
+from .artifact import ArtifactError, ServingArtifact, blockwise, read_manifest
 
 ARTIFACT_KEY = "serving_artifact"  # the pyfunc artifact name the training package registers
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -64,12 +65,17 @@ class LoadedModel:
 
 
 def load_model(
-    uri: str, tracking_uri: str | None = None, unless_version: str | None = None
+    uri: str,
+    tracking_uri: str | None = None,
+    unless_version: str | None = None,
+    memory_map_in: Path | None = None,
 ) -> LoadedModel | None:
     """The verified model `uri` points at; None if its version is `unless_version` (no change).
 
-    Raises ModelLoadError, ArtifactError or an MLflow error: the caller decides what a failure
-    means (the API keeps serving its previous model, a batch job stops).
+    With `memory_map_in` the arrays are memory-mapped instead of read (see
+    `ServingArtifact.load`); a registry download then goes to that folder, which must outlive
+    the model. Raises ModelLoadError, ArtifactError or an MLflow error: the caller decides what
+    a failure means (the API keeps serving its previous model, a batch job stops).
     """
     match = MODELS_URI.match(uri)
     if uri.startswith("models:/") and match is None:
@@ -77,18 +83,20 @@ def load_model(
             f"MODEL_URI {uri!r} is neither models:/<name>@<alias> nor models:/<name>/<version>"
         )
     if match is None:
-        return _load_local(Path(uri.removeprefix("file://")), unless_version)
-    return _load_registered(
-        match["name"], match["alias"], match["version"], tracking_uri, unless_version
-    )
+        directory = Path(uri.removeprefix("file://"))
+        return _load_local(directory, unless_version, memory_map_in is not None)
+    name, alias, version = match["name"], match["alias"], match["version"]
+    return _load_registered(name, alias, version, tracking_uri, unless_version, memory_map_in)
 
 
-def _load_local(directory: Path, unless_version: str | None) -> LoadedModel | None:
+def _load_local(
+    directory: Path, unless_version: str | None, memory_map: bool
+) -> LoadedModel | None:
     manifest = read_manifest(directory)
     version = f"local-{manifest['checksum'][:12]}"
     if version == unless_version:
         return None
-    artifact = ServingArtifact.load(directory)
+    artifact = ServingArtifact.load(directory, memory_map)
     smoke_test(artifact)
     return LoadedModel(artifact, version, str(directory), _now(), manifest)
 
@@ -99,6 +107,7 @@ def _load_registered(
     version: str | None,
     tracking_uri: str | None,
     unless_version: str | None,
+    memory_map_in: Path | None,
 ) -> LoadedModel | None:
     client = _client(tracking_uri)
     if alias is not None:
@@ -110,14 +119,18 @@ def _load_registered(
         model_version = client.get_model_version(name, version)
     import mlflow.artifacts
 
-    # The arrays are read into memory, so the download can go once they are loaded.
-    with tempfile.TemporaryDirectory(prefix="model-") as target:
+    with contextlib.ExitStack() as stack:
+        if memory_map_in is None:
+            # The arrays are read into memory, so the download can go once they are loaded.
+            target = stack.enter_context(tempfile.TemporaryDirectory(prefix="model-"))
+        else:
+            target = str(memory_map_in)
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{version}", dst_path=target, tracking_uri=tracking_uri
         )
         directory = locate_artifact(Path(local))
         manifest = read_manifest(directory)
-        artifact = ServingArtifact.load(directory)
+        artifact = ServingArtifact.load(directory, memory_map=memory_map_in is not None)
     smoke_test(artifact)
     return LoadedModel(
         artifact,
@@ -179,8 +192,9 @@ def smoke_test(artifact: ServingArtifact) -> None:
             )
         if not all(math.isfinite(score) for score in answer.scores):
             raise ArtifactError(f"smoke test: {strategy} answer has non-finite scores")
-    if np.isnan(artifact.similar_scores).any() or np.isnan(artifact.user_top_scores).any():
-        raise ArtifactError("smoke test: NaN scores in the artifact")
+    for scores in (artifact.similar_scores, artifact.user_top_scores):
+        if any(blockwise(scores, lambda block: bool(np.isnan(block).any()))):
+            raise ArtifactError("smoke test: NaN scores in the artifact")
 
 
 def _now() -> str:

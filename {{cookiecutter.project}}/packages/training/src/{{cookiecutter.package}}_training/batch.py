@@ -1,10 +1,11 @@
 """`batch-recommend`: every known user's top-k as Parquet, from the model the API serves.
 
 The model comes through `MODEL_URI` exactly as the API loads it (alias, version or path; checksum
-and smoke test), and every answer through `ServingArtifact.recommend_row`, the API's ranking and
-filters. Users are scored in chunks, one Parquet part per chunk, so the working memory is set by
-the chunk size. A partition is written in a hidden staging folder beside it and renamed into
-place only when complete: readers see the whole export for a date or none of it.
+and smoke test), and every answer through `ServingArtifact.rank_row`, the API's ranking and
+filters. The artifact is memory-mapped and users are scored in chunks, one Parquet part per
+chunk, giving back each chunk's pages: the memory is set by the chunk size, not the users. A
+partition is written in a hidden staging folder beside it and renamed into place only when
+complete: readers see the whole export for a date or none of it.
 
     <out>/date=<YYYY-MM-DD>/part-00000.parquet ...   user_id, rank, item_id, score,
                                                       model_version, run_id
@@ -141,6 +142,7 @@ def _write_parts(
             users = pa.array(artifact.user_ids[start : rows.stop])
             table = _table(users, item_ids, ranked, request)
             files |= _write(table, staging / f"part-{part:05d}", settings.csv)
+            artifact.release_memory()
             bar.update(len(rows))
     fallback = [artifact.rank_row(-1, settings.k, frozenset(), settings.category, unavailable)]
     table = _table(pa.array([FALLBACK_USER]), item_ids, fallback, request)
@@ -233,7 +235,6 @@ def run(params: dict[str, Any], args: Any) -> dict[str, Any]:
         or os.environ.get("MODEL_URI")
         or (f"models:/{params['registry']['model_name']}@champion")
     )
-    model = load_model(uri, tracking_uri())
     settings = ExportSettings(
         out=Path(args.out),
         day=date.fromisoformat(args.date) if args.date else datetime.now(UTC).date(),
@@ -243,9 +244,13 @@ def run(params: dict[str, Any], args: Any) -> dict[str, Any]:
         catalog=Path(args.catalog) if args.catalog else None,
         csv=args.csv,
     )
-    result = export(model, settings, progress=not args.quiet)
-    if result["status"] == "written":
-        result["mlflow_run_id"] = _log_run(model, result)
+    # Memory-mapped: the export holds the chunk it works on, not every user's arrays.
+    with tempfile.TemporaryDirectory(prefix="batch-model-") as download:
+        model = load_model(uri, tracking_uri(), memory_map_in=Path(download))
+        result = export(model, settings, progress=not args.quiet)
+        if result["status"] == "written":
+            result["mlflow_run_id"] = _log_run(model, result)
+        del model  # the mapped files go with the folder
     return result
 
 

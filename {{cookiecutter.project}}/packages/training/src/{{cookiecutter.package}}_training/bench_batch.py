@@ -71,7 +71,7 @@ def _export(root: Path, k: int, chunk_size: int) -> dict[str, Any]:
     from .batch import ExportSettings, export
 
     started = time.perf_counter()
-    model = load_model(str(root / "model"))
+    model = load_model(str(root / "model"), memory_map_in=root)
     loaded = time.perf_counter()
     settings = ExportSettings(out=root / "out", day=date(2026, 1, 1), k=k, chunk_size=chunk_size)
     manifest = export(model, settings, progress=False)
