@@ -123,9 +123,12 @@ def test_unavailable_items_are_dropped_for_known_and_unknown_users(artifact):
     assert both.items == ["d"]
 
 
-def test_recommend_row_is_recommend_by_position(artifact):
-    assert artifact.recommend_row(1, k=5) == artifact.recommend("u2", k=5)
-    assert artifact.recommend_row(-1, k=2) == artifact.recommend("stranger", k=2)
+def test_rank_row_gives_positions_and_scores(artifact):
+    items, scores, strategy = artifact.rank_row(1, k=5)  # u2: a, d, then padding
+    assert items.tolist() == [0, 3] and strategy == "personalized"
+    assert scores.tolist() == pytest.approx([0.8, 0.2])
+    items, scores, strategy = artifact.rank_row(-1, k=2)
+    assert items.tolist() == [1, 0] and scores is None and strategy == "popularity"
 
 
 def test_top_items_for_users_mixes_known_and_unknown(artifact):

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .model_store import LoadedModel
@@ -109,7 +109,7 @@ class Metrics:
         self.rejected_events.labels(reason=reason).inc(count)
 
     def fallback(self) -> None:
-        self.fallbacks.labels(route=_route()).inc()
+        self.fallbacks.labels(route=_route(request)).inc()
 
     def exposition_registry(self) -> CollectorRegistry:
         """What `/metrics` renders: this process, or every worker in multiprocess mode."""
@@ -174,8 +174,7 @@ def install_request_hooks(app: Flask, metrics: Metrics) -> None:
         headers = response.headers
         headers["X-Model-Version"] = version
         headers["X-Request-ID"] = request_id
-        rule = current.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
+        route = _route(current)
         status = response.status_code
         metrics.requests.labels(route=route, method=current.method, status=status).inc()
         metrics.latency.labels(route=route).observe(elapsed)
@@ -193,7 +192,7 @@ def install_request_hooks(app: Flask, metrics: Metrics) -> None:
         return response
 
 
-def _route() -> str:
+def _route(current: Request) -> str:
     # The rule, not the path, so metric labels stay few whatever ids clients send.
-    rule = request.url_rule
+    rule = current.url_rule
     return rule.rule if rule is not None else UNMATCHED

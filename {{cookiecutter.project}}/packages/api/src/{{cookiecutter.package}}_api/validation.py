@@ -69,17 +69,25 @@ def query_args(allowed: set[str]) -> dict[str, str]:
     return args
 
 
-def json_body(allowed: set[str]) -> dict[str, Any]:
-    """The request's JSON object; 415 for another content type, 400 for invalid JSON or fields."""
+def read_json(max_length: int | None = None) -> Any:
+    """The request's JSON value; 415 for another content type, 413 past `max_length` (default
+    MAX_CONTENT_LENGTH), 400 for invalid JSON."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'}"
         )
-    raw = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    if max_length is not None:
+        request.max_content_length = max_length
+    raw = request.get_data(cache=False)  # 413 past the limit
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise BadRequest(f"invalid JSON: {error}") from None
+
+
+def json_body(allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON object; 415 for another content type, 400 for invalid JSON or fields."""
+    body = read_json()
     if not isinstance(body, dict):
         abort(400, description="the JSON body must be an object")
     unknown = sorted(set(body) - allowed)

@@ -99,19 +99,9 @@ class ServingArtifact:
     ) -> Recommendations:
         """Top-k item ids for one user (popularity for an unknown one), without the `exclude`d
         items and the `unavailable` ones (a boolean mask over `item_ids`), and only items of
-        `category` if one is given. The API and the batch export both answer through here."""
+        `category` if one is given. The API answers through here, the batch export through
+        `rank_row`: one ranking for both."""
         row = _position(self.user_ids, user_id)
-        return self.recommend_row(row, k, exclude, category, unavailable)
-
-    def recommend_row(
-        self,
-        row: int,
-        k: int = 10,
-        exclude: frozenset[str] | set[str] = frozenset(),
-        category: str | None = None,
-        unavailable: np.ndarray | None = None,
-    ) -> Recommendations:
-        """`recommend` for the user at `row` of `user_ids` (-1: a user the model has not seen)."""
         items, scores, strategy = self.rank_row(row, k, exclude, category, unavailable)
         picked_scores = scores.tolist() if scores is not None else [0.0] * len(items)
         return Recommendations(self.item_ids[items].tolist(), picked_scores, strategy)
@@ -124,8 +114,9 @@ class ServingArtifact:
         category: str | None = None,
         unavailable: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, str]:
-        """The ranking behind `recommend_row`: positions in `item_ids`, their scores (None for
-        popularity) and the strategy. Batch jobs use it to build columns without Python strings."""
+        """The ranking behind `recommend`, for the user at `row` of `user_ids` (-1: a user the
+        model has not seen): positions in `item_ids`, their scores (None for popularity) and the
+        strategy. Batch jobs use it to build columns without Python strings."""
         if row >= 0:
             candidates, scores = self.user_top_items[row], self.user_top_scores[row]
             strategy = "personalized"

@@ -36,6 +36,8 @@ import pyarrow.parquet as pq
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact, sha256_file
 from {{ cookiecutter.package }}_core.model_source import LoadedModel, load_model
 
+from .config import tracking_uri
+
 MANIFEST = "manifest.json"
 PART = re.compile(r"part-\d{5}\.parquet")
 FALLBACK_USER = ""  # user_id of the fallback rows: the list for any user not in the model
@@ -156,10 +158,11 @@ def _table(
     ranked: list[tuple[np.ndarray, np.ndarray | None, str]],
     request: dict[str, Any],
 ) -> pa.Table:
-    """One row per (user, rank), built from item positions: no Python object per row."""
+    """One row per (user, rank), built from item positions: no Python object per row.
+    `ranked` always holds at least one user (a chunk, or the fallback)."""
     counts = np.array([len(items) for items, _, _ in ranked], dtype=np.int64)
     total = int(counts.sum())
-    items = np.concatenate([items for items, _, _ in ranked]) if total else np.array([], int)
+    items = np.concatenate([items for items, _, _ in ranked])
     scores = [s if s is not None else np.zeros(len(i), np.float32) for i, s, _ in ranked]
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     return pa.table(
@@ -167,7 +170,7 @@ def _table(
             "user_id": users.take(np.repeat(np.arange(len(ranked)), counts)),
             "rank": (np.arange(total) - starts + 1).astype(np.int16),
             "item_id": item_ids.take(items),
-            "score": np.concatenate(scores).astype(np.float32) if total else np.array([], "f4"),
+            "score": np.concatenate(scores).astype(np.float32),
             "model_version": pa.repeat(pa.scalar(request["model_version"]), total),
             "run_id": pa.repeat(pa.scalar(request["run_id"]), total),
         },
@@ -228,8 +231,6 @@ def _swap_into_place(staging: Path, partition: Path) -> None:
 
 def run(params: dict[str, Any], args: Any) -> dict[str, Any]:
     """The CLI command: resolve the model as the API does, export, log the run to MLflow."""
-    from .config import tracking_uri
-
     uri = (
         args.model_uri
         or os.environ.get("MODEL_URI")
@@ -257,8 +258,6 @@ def run(params: dict[str, Any], args: Any) -> dict[str, Any]:
 def _log_run(model: LoadedModel, result: dict[str, Any]) -> str:
     """An MLflow run per export, tagged with the model version it used (for the audit trail)."""
     import mlflow
-
-    from .config import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(f"{model.name or 'local-model'}-batch")

@@ -142,10 +142,13 @@ def apply_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def bench_train(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark
+# Each benchmark's module, imported when it runs: they pull in locust, MLflow or pyarrow.
+BENCHMARKS = {"bench-train": "bench", "bench-serve": "bench_serve", "bench-batch": "bench_batch"}
 
-    return run_benchmark(load_params(args.params), args)
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f".{BENCHMARKS[args.command]}", __package__)
+    return module.run_benchmark(load_params(args.params), args)
 
 
 def batch_recommend(args: argparse.Namespace) -> int:
@@ -174,18 +177,6 @@ def batch_recommend(args: argparse.Namespace) -> int:
             f"in {result['seconds']}s (model {result['request']['model_version']})"
         )
     return 0
-
-
-def bench_batch(args: argparse.Namespace) -> int:
-    from .bench_batch import run_benchmark
-
-    return run_benchmark(load_params(args.params), args)
-
-
-def bench_serve(args: argparse.Namespace) -> int:
-    from .bench_serve import run_benchmark
-
-    return run_benchmark(load_params(args.params), args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench-train", help="training time/memory/accuracy vs size")
     bench.add_argument("--sizes", default="100000,1000000,3000000")
     bench.add_argument("--online-retail", help="path of online_retail.csv.gz (optional)")
-    bench.set_defaults(run=bench_train)
+    bench.set_defaults(run=run_benchmark)
 
     batch = commands.add_parser("batch-recommend", help="every user's top-k as Parquet")
     batch.add_argument(
@@ -245,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_export.add_argument("--sizes", default="20000,200000,1000000", help="users")
     bench_export.add_argument("--k", type=int, default=20)
     bench_export.add_argument("--chunk-size", type=int, default=50_000)
-    bench_export.set_defaults(run=bench_batch)
+    bench_export.set_defaults(run=run_benchmark)
 
     serve = commands.add_parser("bench-serve", help="this API vs mlflow models serve vs Flask")
     serve.add_argument("--events", type=int, default=200_000, help="synthetic training events")
@@ -254,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--clients", type=int, default=16, help="concurrent locust users")
     serve.add_argument("--seconds", type=int, default=15, help="load per server per round")
     serve.add_argument("--rounds", type=int, default=3)
-    serve.set_defaults(run=bench_serve)
+    serve.set_defaults(run=run_benchmark)
     return parser
 
 

@@ -7,16 +7,15 @@ batch is on disk, in the events log, before the 202 goes out.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, request
-from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable, UnsupportedMediaType
+from flask import Blueprint, abort, current_app
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from ..events_log import EventsLogError, append_events
-from ..validation import check_id
+from ..validation import check_id, read_json
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ def receive() -> tuple[dict[str, Any], int]:
     metrics = current_app.extensions["metrics"]
     body: Any = None
     try:
-        body = read_body()
+        body = read_json(current_app.config["MAX_EVENTS_CONTENT_LENGTH"])
         events = check_events(body)
         append_events(current_app.config["EVENTS_LOG"], events)
     except EventsLogError as error:
@@ -53,19 +52,6 @@ def _count(body: Any) -> int:
     if isinstance(body, dict) and isinstance(body.get("events"), list):
         return max(len(body["events"]), 1)
     return 1
-
-
-def read_body() -> Any:
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'}"
-        )
-    request.max_content_length = current_app.config["MAX_EVENTS_CONTENT_LENGTH"]
-    raw = request.get_data(cache=False)  # 413 past the limit
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as error:
-        raise BadRequest(f"invalid JSON: {error}") from None
 
 
 def check_events(body: Any) -> list[dict[str, Any]]:
