@@ -53,13 +53,20 @@ def events_log(tmp_path) -> Path:
 
 
 @pytest.fixture
-def app(artifact_dir, events_log):
+def drift_summary(tmp_path) -> Path:
+    """Where the app under test reads the drift job's summary (absent unless a test writes it)."""
+    return tmp_path / "reports" / "drift" / "summary.json"
+
+
+@pytest.fixture
+def app(artifact_dir, events_log, drift_summary):
     app = create_app(
         {
             "MODEL_URI": str(artifact_dir),
             "MODEL_REFRESH_SECONDS": 0,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "EVENTS_LOG": str(events_log),
+            "DRIFT_SUMMARY": str(drift_summary),
         }
     )
     yield app

@@ -120,13 +120,17 @@ def test_an_unwritable_log_is_a_json_503_and_writes_nothing(app, client, tmp_pat
     assert 'recommender_events_rejected_total{reason="unavailable"} 2.0' in metrics
 
 
-def test_events_are_counted(client):
-    client.post("/v1/events", json={"events": [event(), event(), event(event_type="purchase")]})
+def test_events_are_counted_by_type_and_the_version_they_rate(client):
+    served = client.get("/v1/model").get_json()["version"]
+    rated = [event(model_version=served), event(model_version=served), event(event_type="purchase")]
+    client.post("/v1/events", json={"events": rated})
     client.post("/v1/events", json={"events": [event(), event(user_id="")]})
     client.post("/v1/events", json={"events": [event()], "x": 1})
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'recommender_events_total{event_type="click"} 2.0' in metrics
-    assert 'recommender_events_total{event_type="purchase"} 1.0' in metrics
+    labels = f'event_type="click",model_version="{served}"'
+    assert "recommender_events_total{" + labels + "} 2.0" in metrics
+    # A version this process never served is "other": clients cannot grow the label set.
+    assert 'recommender_events_total{event_type="purchase",model_version="other"} 1.0' in metrics
     # Counted in events: the refused batch of 2, then the refused batch of 1.
     assert 'recommender_events_rejected_total{reason="invalid"} 3.0' in metrics
 

@@ -95,6 +95,27 @@ def test_metrics_exposes_every_metric(client):
     assert "http_requests_total{" + labels + '"400"} 1.0' in text
 
 
+def test_the_drift_jobs_verdict_is_exported_once_it_exists(client, drift_summary):
+    assert "recommender_drift" not in client.get("/metrics").get_data(as_text=True)
+    drift_summary.parent.mkdir(parents=True)
+    summary = {
+        "generated_at": "2026-02-09T06:00:00+00:00",
+        "verdict": "drift",
+        "data_drift": {"drifted": True, "drifted_share": 0.6},
+        "prediction_drift": {"skipped": "no impressions in the feedback log"},
+        "online_quality": {"drop": False},
+    }
+    drift_summary.write_text(json.dumps(summary))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "recommender_drift_detected 1.0" in text
+    assert 'recommender_drift_share{check="data_drift"} 0.6' in text
+    assert "prediction_drift" not in text
+    assert "recommender_online_quality_drop 0.0" in text
+    assert "recommender_drift_report_timestamp_seconds 1.7706168e+09" in text
+    drift_summary.write_text("{not json")
+    assert "recommender_drift" not in client.get("/metrics").get_data(as_text=True)
+
+
 def test_unmatched_paths_share_one_metric_label(client):
     client.get("/a/b/c")
     client.get("/d/e/f")

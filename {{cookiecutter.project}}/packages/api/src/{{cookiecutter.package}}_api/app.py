@@ -28,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     configure_logging(settings.LOG_LEVEL)
 
-    app_metrics = Metrics()
+    app_metrics = Metrics(settings.DRIFT_SUMMARY)
     store = ModelStore(
         settings.MODEL_URI,
         tracking_uri=settings.MLFLOW_TRACKING_URI,

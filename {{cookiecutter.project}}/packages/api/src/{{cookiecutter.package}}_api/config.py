@@ -25,6 +25,8 @@ class Settings:
     MAX_EVENTS_PER_REQUEST: int = 500
     MAX_EVENTS_CONTENT_LENGTH: int = 512 * 1024  # POST /v1/events only; batches are bigger
     LOG_LEVEL: str = "INFO"
+    # The drift job's JSON summary, exported on /metrics as recommender_drift_* gauges.
+    DRIFT_SUMMARY: str = "reports/drift/summary.json"
 
     @classmethod
     def from_env(

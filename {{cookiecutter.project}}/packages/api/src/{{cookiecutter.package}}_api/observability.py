@@ -12,11 +12,14 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .model_store import LoadedModel
 
@@ -28,8 +31,12 @@ ACCESS_LOG = logging.getLogger(__package__ + ".access")
 class Metrics:
     """The service's metrics in their own registry (one per app, so tests stay apart)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift_summary: str | None = None) -> None:
         self._version: str | None = None
+        # Versions this process has served: feedback for anything else is labelled "other",
+        # so clients cannot grow the label set.
+        self._served: set[str] = set()
+        self._drift = DriftSummaryCollector(drift_summary) if drift_summary else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "http_requests_total",
@@ -70,8 +77,8 @@ class Metrics:
         )
         self.events = Counter(
             "recommender_events_total",
-            "Feedback events accepted and written to the events log.",
-            ["event_type"],
+            "Feedback events accepted and written to the events log, by the version they rate.",
+            ["event_type", "model_version"],
             registry=self.registry,
         )
         self.rejected_events = Counter(
@@ -85,6 +92,8 @@ class Metrics:
             "Model loads refused or failed; the previous model kept serving.",
             registry=self.registry,
         )
+        if self._drift is not None:
+            self.registry.register(self._drift)
 
     # The model store's listener interface.
     def model_loaded(self, model: LoadedModel) -> None:
@@ -95,6 +104,7 @@ class Metrics:
                 self.model_info.labels(version=previous).set(0)
             else:
                 self.model_info.remove(previous)
+        self._served.add(model.version)
         self.model_info.labels(version=model.version).set(1)
         self.loaded.set(1)
         self.reloads.inc()
@@ -102,8 +112,9 @@ class Metrics:
     def model_load_failed(self, error: Exception) -> None:
         self.reload_failures.inc()
 
-    def event_accepted(self, event_type: str) -> None:
-        self.events.labels(event_type=event_type).inc()
+    def event_accepted(self, event_type: str, model_version: str) -> None:
+        version = model_version if model_version in self._served else "other"
+        self.events.labels(event_type=event_type, model_version=version).inc()
 
     def events_rejected(self, count: int, reason: str) -> None:
         self.rejected_events.labels(reason=reason).inc(count)
@@ -119,7 +130,55 @@ class Metrics:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        if self._drift is not None:
+            registry.register(self._drift)
         return registry
+
+
+class DriftSummaryCollector(Collector):
+    """The last drift job's verdict, read from its JSON summary when Prometheus scrapes.
+
+    The drift job runs elsewhere (a CronJob, a timer, CI) and writes the summary; the API only
+    reads a small JSON file, so evidently never loads into the serving process. No file (or an
+    unreadable one): no drift series, and the staleness alert fires instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with open(self.path) as handle:
+                summary = json.load(handle)
+            generated = datetime.fromisoformat(summary["generated_at"]).timestamp()
+            checks = {kind: summary[kind] for kind in ("data_drift", "prediction_drift")}
+            quality_drop = bool(summary["online_quality"].get("drop"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        yield GaugeMetricFamily(
+            "recommender_drift_detected",
+            "1 when the last drift job flagged drift (data or prediction).",
+            value=float(summary.get("verdict") == "drift"),
+        )
+        share = GaugeMetricFamily(
+            "recommender_drift_share",
+            "Share of monitored features that drifted in the last drift job, by check.",
+            labels=["check"],
+        )
+        for kind, check in checks.items():
+            if isinstance(check, dict) and "drifted_share" in check:
+                share.add_metric([kind], float(check["drifted_share"]))
+        yield share
+        yield GaugeMetricFamily(
+            "recommender_online_quality_drop",
+            "1 when the champion's click-through fell below the rollback threshold.",
+            value=float(quality_drop),
+        )
+        yield GaugeMetricFamily(
+            "recommender_drift_report_timestamp_seconds",
+            "When the last drift summary was written (Unix time).",
+            value=generated,
+        )
 
 
 class JsonFormatter(logging.Formatter):

@@ -43,7 +43,7 @@ def receive() -> tuple[dict[str, Any], int]:
         metrics.events_rejected(_count(body), "invalid")
         raise
     for event in events:
-        metrics.event_accepted(event["event_type"])
+        metrics.event_accepted(event["event_type"], event["model_version"])
     return {"accepted": len(events)}, 202
 
 
