@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}_core.contract import validate_events
+from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
 from {{ cookiecutter.package }}_training import data_stages, model_stages
 from {{ cookiecutter.package }}_training.config import Paths, merge_params
-from {{ cookiecutter.package }}_training.ingest import read_raw_table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = PROJECT_ROOT / "examples" / "online_retail.params.yaml"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}_core.contract import EVENT_TYPES, validate_events, validate_items
-from {{ cookiecutter.package }}_training.ingest import read_raw_table
+from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
 from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
 SMALL = {"n_users": 300, "n_items": 120, "n_events": 5_000, "n_categories": 6, "days": 14}

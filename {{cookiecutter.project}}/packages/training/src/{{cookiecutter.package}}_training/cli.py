@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -62,7 +63,13 @@ def generate_data(args: argparse.Namespace) -> int:
     from .synthetic import generate, write_dataset
 
     settings = {**load_params(args.params)["synthetic"]}
-    overrides = {"seed": args.seed, "start": args.start, "drift": args.drift}
+    overrides = {
+        "seed": args.seed,
+        "start": args.start,
+        "days": args.days,
+        "n_events": args.events,
+        "drift": args.drift,
+    }
     settings.update({key: value for key, value in overrides.items() if value is not None})
     started = time.perf_counter()
     events, items = generate(**settings)
@@ -142,6 +149,127 @@ def apply_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def retrain(args: argparse.Namespace) -> int:
+    from .retrain import NothingToIngest, ingest_incoming, outcome, run_pipeline
+
+    params, paths = load_params(args.params), Paths(Path("."))
+    registered = paths.reports / "registered.json"
+    before = json.loads(registered.read_text())["version"] if registered.is_file() else None
+    try:
+        report = ingest_incoming(params, paths)
+        print(
+            f"ingested {report['new_rows']:,} new rows from {report['incoming']}: "
+            f"{report['rows']:,} rows from {report['window_start'][:10]} to "
+            f"{report['window_end'][:10]}; moved the folder to {report['archived_to']}"
+        )
+    except NothingToIngest as nothing:
+        print(f"{nothing}; the pipeline runs on the data it has")
+    status = run_pipeline(paths, args.trigger)
+    decision = outcome(paths, before)
+    if decision is None:
+        if status != 0:
+            print(f"ERROR: the pipeline failed (dvc repro exit {status})", file=sys.stderr)
+            return EXIT_FAILED
+        print("no new model version: data and params are unchanged")
+    elif decision["decision"] == "fail":
+        print(f"GATE FAILED for v{decision['version']}: {decision['reason']}", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    elif decision["champion_moved"]:
+        print(f"v{decision['version']} passed the gate and is the champion")
+    else:
+        print(
+            f"v{decision['version']} passed the gate and waits as challenger: "
+            f"make approve VERSION={decision['version']} REASON=..."
+        )
+    return 0
+
+
+def approve(args: argparse.Namespace) -> int:
+    from .registry import RegistryActionRefused, approve
+
+    try:
+        record = approve(load_params(args.params), Paths(Path(".")), args.version, args.reason)
+    except RegistryActionRefused as refused:
+        print(f"ERROR: {refused}; nothing changed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"approved v{record['version']} by {record['decided_by']}: it is the champion")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    from .registry import RegistryActionRefused, rollback
+
+    params, paths = load_params(args.params), Paths(Path("."))
+    reason = args.reason
+    if args.check:
+        reason = rollback_needed(params, args)
+        if reason is None:
+            return 0
+    elif not (reason or "").strip():
+        print("ERROR: a rollback by hand needs a reason (REASON=...)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        record = rollback(params, paths, reason.strip(), args.to)
+    except RegistryActionRefused as refused:
+        print(f"ERROR: {refused}; nothing changed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"rolled back from v{record['from_version']} to v{record['version']}: {reason}")
+    return 0
+
+
+def rollback_needed(params: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Why the champion must go (online quality, or an API that cannot load it), or None."""
+    from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop, read_feedback
+
+    from .registry import CHAMPION, champion_version, client
+
+    name = params["registry"]["model_name"]
+    mlflow_client = client()
+    champion = champion_version(mlflow_client, name)
+    if champion is None:
+        print("no champion: nothing to roll back")
+        return None
+    previous = mlflow_client.get_model_version(name, champion).tags.get("previous_champion")
+    quality = online_quality(read_feedback(args.feedback))
+    verdict = quality_drop(quality, champion, previous, params["monitoring"])
+    if verdict["drop"]:
+        return f"online quality drop: {verdict['reason']}"
+    if args.url:
+        failures, served = api_load_failures(args.url)
+        if failures > 0 and served != champion:
+            return (
+                f"the API at {args.url} cannot load {CHAMPION} v{champion} ({failures:g} reload "
+                f"failures) and still serves v{served}"
+            )
+    print(f"no rollback needed: {verdict['reason']}")
+    return None
+
+
+def api_load_failures(url: str) -> tuple[float, str]:
+    """(reload failures counted, version served) of a running API."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    with urllib.request.urlopen(f"{url.rstrip('/')}/v1/model", timeout=10) as response:
+        served = str(json.load(response)["version"])
+    found = re.search(r"^recommender_model_reload_failures_total (\S+)$", text, re.MULTILINE)
+    return (float(found.group(1)) if found else 0.0), served
+
+
+def audit(args: argparse.Namespace) -> int:
+    from .audit import AuditError, build, render
+
+    try:
+        report = build(load_params(args.params), args.version, args.url, args.all)
+    except AuditError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
 # Each benchmark's module, imported when it runs: they pull in locust, MLflow or pyarrow.
 BENCHMARKS = {"bench-train": "bench", "bench-serve": "bench_serve", "bench-batch": "bench_batch"}
 
@@ -188,8 +316,42 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--out", default="data/raw")
     data.add_argument("--seed", type=int)
     data.add_argument("--start", help="first day, e.g. 2026-02-02")
+    data.add_argument("--days", type=int, help="length of the window in days")
+    data.add_argument("--events", type=int, help="number of events in the window")
     data.add_argument("--drift", type=float, help="0 = same distribution, 1 = strongly shifted")
     data.set_defaults(run=generate_data)
+
+    again = commands.add_parser("retrain", help="ingest new events, then the pipeline and gate")
+    again.add_argument(
+        "--trigger",
+        default=os.environ.get("PIPELINE_TRIGGER", "retrain"),
+        help="why it runs (schedule, drift, manual): recorded on the new version",
+    )
+    again.set_defaults(run=retrain)
+
+    ok = commands.add_parser("approve", help="make a challenger that waits for approval champion")
+    ok.add_argument("--version", required=True)
+    ok.add_argument("--reason", required=True, help="why (recorded with who and when)")
+    ok.set_defaults(run=approve)
+
+    back = commands.add_parser("rollback", help="move champion back to the previous version")
+    back.add_argument("--reason", help="why (required by hand)")
+    back.add_argument("--to", help="version to return to (default: the previous champion)")
+    back.add_argument(
+        "--check",
+        action="store_true",
+        help="roll back only if online quality dropped or the API (--url) cannot load it",
+    )
+    back.add_argument("--feedback", type=Path, default=Path("logs/feedback-events.jsonl"))
+    back.add_argument("--url", help="a running API to ask for reload failures")
+    back.set_defaults(run=rollback)
+
+    chain = commands.add_parser("audit", help="the chain behind a version: run, code, data, gate")
+    chain.add_argument("--version", help="version number or alias (default: champion)")
+    chain.add_argument("--url", help="a running API: audit the version it serves")
+    chain.add_argument("--json", action="store_true")
+    chain.add_argument("--all", action="store_true", help="every version of the model")
+    chain.set_defaults(run=audit)
 
     for name, (_, _, summary) in STAGES.items():
         commands.add_parser(name, help=summary).set_defaults(run=run_stage)

@@ -18,9 +18,9 @@ from {{ cookiecutter.package }}_core.contract import (
     validate_events,
     validate_items,
 )
+from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
 
 from .config import Paths, write_json
-from .ingest import read_raw_table
 
 log = logging.getLogger(__name__)
 UNKNOWN_CATEGORY = "unknown"

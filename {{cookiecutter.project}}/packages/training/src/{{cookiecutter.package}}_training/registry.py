@@ -166,17 +166,114 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         if decision[key] is not None:  # no champion yet: no champion_value tag
             mlflow_client.set_model_version_tag(name, version, f"gate.{key}", str(decision[key]))
     mlflow_client.set_model_version_tag(name, version, "gate.decided_by", actor)
-    if not reasons:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version)
-        mlflow_client.set_model_version_tag(name, version, "promoted_at", decision["decided_at"])
-        mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
-        if champion is not None and champion != version:
-            mlflow_client.set_model_version_tag(name, version, "previous_champion", champion)
+    waits = not reasons and bool(gate.get("require_approval"))
+    decision["action"] = "gate"
+    decision["champion_moved"] = not reasons and not waits
+    if waits:
+        mlflow_client.set_model_version_tag(name, version, "approval.status", "pending")
+    elif not reasons:
+        _make_champion(mlflow_client, name, version, champion, actor, decision["decided_at"])
     write_json(paths.reports / "promotion.json", decision)
     _append_promotion_log(paths.promotion_log, decision)
     if reasons:
         raise GateFailed(decision["reason"])
     return decision
+
+
+def _make_champion(
+    mlflow_client: MlflowClient, name: str, version: str, champion: str | None, actor: str, at: str
+) -> None:
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    mlflow_client.set_model_version_tag(name, version, "promoted_at", at)
+    mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
+    if champion is not None and champion != version:
+        mlflow_client.set_model_version_tag(name, version, "previous_champion", champion)
+
+
+class RegistryActionRefused(Exception):
+    """An approval or rollback that cannot apply; nothing was changed."""
+
+
+def approve(params: dict[str, Any], paths: Paths, version: str, reason: str) -> dict[str, Any]:
+    """A person lets a candidate that passed the gate (and waits as challenger) become champion."""
+    name = params["registry"]["model_name"]
+    mlflow_client = client()
+    try:
+        tags = mlflow_client.get_model_version(name, version).tags
+    except MlflowException as error:
+        raise RegistryActionRefused(f"{name} version {version} not found") from error
+    if tags.get("gate.decision") != "pass":
+        raise RegistryActionRefused(
+            f"version {version} did not pass the gate ({tags.get('gate.decision', 'not gated')})"
+        )
+    if tags.get("approval.status") != "pending":
+        raise RegistryActionRefused(
+            f"version {version} is not waiting for approval "
+            f"(approval.status={tags.get('approval.status', 'none')})"
+        )
+    if not reason.strip():
+        raise RegistryActionRefused("an approval needs a reason (REASON=...)")
+    actor, _ = lineage.triggered_by()
+    record = {
+        "action": "approve",
+        "model_name": name,
+        "version": version,
+        "previous_champion": champion_version(mlflow_client, name),
+        "reason": reason.strip(),
+        "decided_at": _now(),
+        "decided_by": actor,
+    }
+    for key, value in (("status", "approved"), ("by", actor), ("at", record["decided_at"])):
+        mlflow_client.set_model_version_tag(name, version, f"approval.{key}", value)
+    mlflow_client.set_model_version_tag(name, version, "approval.reason", record["reason"])
+    _make_champion(
+        mlflow_client, name, version, record["previous_champion"], actor, record["decided_at"]
+    )
+    _append_promotion_log(paths.promotion_log, record)
+    return record
+
+
+def rollback(
+    params: dict[str, Any], paths: Paths, reason: str, to_version: str | None = None
+) -> dict[str, Any]:
+    """Move `champion` back to the previous champion (or `to_version`) and record why.
+
+    The API follows the alias on its next refresh. The version rolled back from keeps its
+    tags and gains rollback.*; the restored one gains restored_*.
+    """
+    name = params["registry"]["model_name"]
+    mlflow_client = client()
+    current = champion_version(mlflow_client, name)
+    if current is None:
+        raise RegistryActionRefused(f"{name} has no champion to roll back")
+    tags = mlflow_client.get_model_version(name, current).tags
+    target = to_version or tags.get("previous_champion")
+    if target is None:
+        raise RegistryActionRefused(f"champion v{current} has no previous champion to return to")
+    if target == current:
+        raise RegistryActionRefused(f"v{target} is already the champion")
+    try:
+        mlflow_client.get_model_version(name, target)
+    except MlflowException as error:
+        raise RegistryActionRefused(f"{name} version {target} not found") from error
+    actor, _ = lineage.triggered_by()
+    record = {
+        "action": "rollback",
+        "model_name": name,
+        "version": target,
+        "from_version": current,
+        "reason": reason,
+        "decided_at": _now(),
+        "decided_by": actor,
+    }
+    mlflow_client.set_registered_model_alias(name, CHAMPION, target)
+    for key, value in (("to", target), ("at", record["decided_at"]), ("by", actor)):
+        mlflow_client.set_model_version_tag(name, current, f"rollback.{key}", value)
+    mlflow_client.set_model_version_tag(name, current, "rollback.reason", reason)
+    for key, value in (("from", current), ("at", record["decided_at"]), ("by", actor)):
+        mlflow_client.set_model_version_tag(name, target, f"restored.{key}", value)
+    _append_promotion_log(paths.promotion_log, record)
+    return record
 
 
 def champion_version(mlflow_client: MlflowClient, name: str) -> str | None:

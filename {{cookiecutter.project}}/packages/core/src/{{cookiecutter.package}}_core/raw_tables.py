@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from {{ cookiecutter.package }}_core.contract import SOURCE_ROW, DataContractError
+from .contract import SOURCE_ROW, DataContractError
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 

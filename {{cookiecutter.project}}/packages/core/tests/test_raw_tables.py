@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}_core.contract import DataContractError
-from {{ cookiecutter.package }}_training.ingest import read_raw_table
+from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
 
 CSV = (
     "user_id,item_id,event_type,timestamp\n"

@@ -1,0 +1,1 @@
+"""The drift job: is the world the model serves still the one it was trained on?"""

@@ -1,0 +1,99 @@
+"""Online quality from the API's feedback events log: click-through and purchase rate per version.
+
+The drift job reports it and `rollback` acts on it; the rule that calls a drop is here, once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FEEDBACK_COLUMNS = ("event_type", "user_id", "item_id", "model_version", "timestamp")
+RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
+
+
+def read_feedback(path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The events log as a table (timestamps in UTC, naive); lines that do not parse are skipped.
+
+    Only a full disk leaves such a line (a torn last write), and the API never answered 202 for
+    it. `since` keeps the events at or after that moment. A missing log is an empty table.
+    """
+    rows = []
+    if Path(path).is_file():
+        with open(path, "rb") as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                    rows.append(tuple(str(event[column]) for column in FEEDBACK_COLUMNS))
+                except (ValueError, KeyError, TypeError):
+                    continue
+    table = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS))
+    table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True, format="ISO8601")
+    table["timestamp"] = table["timestamp"].dt.tz_localize(None)
+    if since is not None:
+        table = table[table["timestamp"] >= since]
+    return table.reset_index(drop=True)
+
+
+def online_quality(feedback: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per model version: event counts and rates per impression, in the order versions appeared."""
+    quality: dict[str, dict[str, Any]] = {}
+    first_seen = feedback.groupby("model_version", sort=False)["timestamp"].min().sort_values()
+    counts = feedback.groupby(["model_version", "event_type"]).size()
+    for version, first in first_seen.items():
+        by_type = counts.loc[version].to_dict() if version in counts.index else {}
+        impressions = int(by_type.get("impression", 0))
+        entry: dict[str, Any] = {
+            "first_seen": first.isoformat(),
+            "impressions": impressions,
+            **{f"{kind}s": int(by_type.get(kind, 0)) for kind in RATES.values()},
+        }
+        for rate, kind in RATES.items():
+            entry[rate] = round(by_type.get(kind, 0) / impressions, 6) if impressions else None
+        quality[str(version)] = entry
+    return quality
+
+
+def quality_drop(
+    quality: Mapping[str, Mapping[str, Any]],
+    champion: str | None,
+    previous: str | None,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Has the champion's click-through fallen below `min_ctr_ratio` x the previous champion's?
+
+    Both need `min_impressions` impressions first: with fewer, the verdict is "no drop" and the
+    reason says why, so a quiet hour never triggers a rollback.
+    """
+    minimum, ratio_floor = int(settings["min_impressions"]), float(settings["min_ctr_ratio"])
+    verdict: dict[str, Any] = {
+        "champion": champion,
+        "previous": previous,
+        "min_impressions": minimum,
+        "min_ctr_ratio": ratio_floor,
+        "ratio": None,
+        "drop": False,
+    }
+    if champion is None or previous is None:
+        return {**verdict, "reason": "no previous champion to compare with"}
+    now, before = quality.get(champion, {}), quality.get(previous, {})
+    for version, entry in ((champion, now), (previous, before)):
+        if entry.get("impressions", 0) < minimum:
+            seen = entry.get("impressions", 0)
+            return {**verdict, "reason": f"v{version} has {seen} impressions (< {minimum})"}
+    if not before["ctr"]:
+        return {**verdict, "reason": f"v{previous} has no clicks to compare with"}
+    ratio = now["ctr"] / before["ctr"]
+    drop = ratio < ratio_floor
+    relation = "below" if drop else "within"
+    return {
+        **verdict,
+        "ratio": round(ratio, 4),
+        "drop": drop,
+        "reason": f"click-through of v{champion} is {now['ctr']:.4f}, {ratio:.2f}x "
+        f"v{previous}'s {before['ctr']:.4f}: {relation} the {ratio_floor}x floor",
+    }
