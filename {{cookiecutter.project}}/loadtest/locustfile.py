@@ -21,8 +21,8 @@ import yaml
 from locust import FastHttpUser, between, events, task
 
 DEFAULT_SLO = "loadtest/slo.yaml"
-EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase")
-EVENT_WEIGHTS = (70, 20, 7, 3)
+# What a shopper does with each recommended item shown: the chance of a click, a cart, a buy.
+REACTIONS = {"click": 0.1, "add_to_cart": 0.03, "purchase": 0.01}
 
 # Request names: stats aggregate per route, not per id.
 KNOWN_USER = "GET /v1/users/[id]/recommendations (known)"
@@ -163,16 +163,16 @@ class Shopper(FastHttpUser):
     wait_time = between(0.01, 0.1)
 
     def on_start(self) -> None:
-        self.model_version = "unknown"
-        self._remember(self.client.get("/v1/model", name=MODEL))
-
-    def _remember(self, response) -> None:
-        self.model_version = response.headers.get("X-Model-Version") or self.model_version
+        # The last personalized list shown: feedback rates it, with the version that made it.
+        self.shown: tuple[str, list[str], str] | None = None
+        self.client.get("/v1/model", name=MODEL)
 
     def known_user(self) -> None:
         user = random.choice(USER_IDS)
         response = self.client.get(f"/v1/users/{user}/recommendations?k=10", name=KNOWN_USER)
-        self._remember(response)
+        if response.status_code == 200:
+            items = [entry["item_id"] for entry in response.json()["items"]]
+            self.shown = (user, items, response.headers.get("X-Model-Version", "unknown"))
 
     def unknown_user(self) -> None:
         user = "visitor-" + uuid.uuid4().hex[:12]
@@ -193,15 +193,20 @@ class Shopper(FastHttpUser):
         self.client.post("/v1/recommendations", json={"user_ids": users, "k": 5}, name=BATCH)
 
     def feedback(self) -> None:
-        user = random.choice(USER_IDS)
+        """The storefront reports the last list it showed: impressions, then reactions."""
+        if self.shown is None:
+            self.known_user()
+            return
+        (user, items, version), self.shown = self.shown, None
+        reactions = [
+            (kind, item)
+            for item in items
+            for kind, chance in REACTIONS.items()
+            if random.random() < chance
+        ]
         feedback = [
-            {
-                "event_type": random.choices(EVENT_TYPES, EVENT_WEIGHTS)[0],
-                "user_id": user,
-                "item_id": random.choice(ITEM_IDS),
-                "model_version": self.model_version,
-            }
-            for _ in range(random.randint(1, 5))
+            {"event_type": kind, "user_id": user, "item_id": item, "model_version": version}
+            for kind, item in [("impression", item) for item in items] + reactions
         ]
         self.client.post("/v1/events", json={"events": feedback}, name=EVENTS)
 
