@@ -1,0 +1,68 @@
+"""Online quality from the feedback log, and the rule that calls a drop (used by rollback)."""
+
+import json
+
+import pandas as pd
+
+from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop, read_feedback
+
+SETTINGS = {"min_impressions": 100, "min_ctr_ratio": 0.7}
+
+
+def write_log(path, counts: dict[str, dict[str, int]], start_minute: int = 0) -> None:
+    """`counts`: version -> event type -> how many; each version logged one minute later."""
+    with open(path, "a") as handle:
+        for offset, (version, kinds) in enumerate(counts.items(), start=start_minute):
+            for kind, n in kinds.items():
+                for i in range(n):
+                    event = {
+                        "event_type": kind,
+                        "user_id": f"u{i}",
+                        "item_id": f"i{i % 7}",
+                        "model_version": version,
+                        "timestamp": f"2026-11-27T07:{offset:02d}:00.000Z",
+                        "received_at": f"2026-11-27T07:{offset:02d}:00.100Z",
+                    }
+                    handle.write(json.dumps(event) + "\n")
+
+
+def test_rates_per_version_in_the_order_they_appeared(tmp_path):
+    log = tmp_path / "events.jsonl"
+    write_log(log, {"2": {"impression": 200, "click": 10, "purchase": 2}})
+    write_log(log, {"1": {"impression": 100, "click": 20}}, start_minute=5)
+    with open(log, "a") as handle:
+        handle.write('{"event_type": "click", "user_id": "torn')  # a torn last line
+    quality = online_quality(read_feedback(log))
+    assert list(quality) == ["2", "1"]
+    assert quality["2"]["impressions"] == 200
+    assert quality["2"]["ctr"] == 0.05
+    assert quality["2"]["purchase_rate"] == 0.01
+    assert quality["1"]["ctr"] == 0.2
+    assert quality["1"]["add_to_cart_rate"] == 0.0
+
+
+def test_since_keeps_only_recent_feedback(tmp_path):
+    log = tmp_path / "events.jsonl"
+    write_log(log, {"1": {"impression": 10}, "2": {"impression": 20}})
+    recent = read_feedback(log, since=pd.Timestamp("2026-11-27T07:01:00"))
+    assert set(recent["model_version"]) == {"2"}
+    assert read_feedback(tmp_path / "missing.jsonl").empty
+
+
+def test_a_drop_needs_a_lower_ratio_and_enough_impressions():
+    quality = {
+        "1": {"impressions": 400, "ctr": 0.10},
+        "2": {"impressions": 400, "ctr": 0.01},
+        "3": {"impressions": 400, "ctr": 0.09},
+        "4": {"impressions": 50, "ctr": 0.0},
+    }
+    dropped = quality_drop(quality, "2", "1", SETTINGS)
+    assert dropped["drop"] is True
+    assert dropped["ratio"] == 0.1
+    assert "0.10x v1" in dropped["reason"]
+    fine = quality_drop(quality, "3", "1", SETTINGS)
+    assert (fine["drop"], fine["ratio"]) == (False, 0.9)
+    quiet = quality_drop(quality, "4", "1", SETTINGS)
+    assert quiet["drop"] is False
+    assert "50 impressions" in quiet["reason"]
+    assert quality_drop(quality, "2", None, SETTINGS)["drop"] is False
