@@ -238,6 +238,23 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bo
     return result
 
 
+def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`make <targets>` in a generated project, with the environment a user's shell would have."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(
+        ["make", "--no-print-directory", *targets],
+        cwd=project,
+        env={**env, "DVC_NO_ANALYTICS": "1"},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
 def isolated_env(home: Path, config_file: Path) -> dict[str, str]:
     """Environment for CLI runs that must not touch the real ~/.cookiecutters or ~/.gitconfig."""
     env = {

@@ -5,31 +5,16 @@ failing gate that leaves the champion alone. Slow: it installs and trains.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import make
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
 TEMPLATE = Path(__file__).resolve().parents[1]
-
-
-def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(
-        ["make", "--no-print-directory", *targets],
-        cwd=project,
-        env={**env, "DVC_NO_ANALYTICS": "1"},
-        capture_output=True,
-        text=True,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

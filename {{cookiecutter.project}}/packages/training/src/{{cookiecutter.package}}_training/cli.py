@@ -202,7 +202,12 @@ def rollback(args: argparse.Namespace) -> int:
     params, paths = load_params(args.params), Paths(Path("."))
     reason = args.reason
     if args.check:
-        reason = rollback_needed(params, args)
+        try:
+            reason = rollback_needed(params, args)
+        except OSError as error:  # --url did not answer: no verdict, nothing changes
+            why = getattr(error, "reason", error)
+            print(f"ERROR: cannot reach the API at {args.url}: {why}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if reason is None:
             return 0
     elif not (reason or "").strip():

@@ -184,6 +184,9 @@ def _make_champion(
     mlflow_client: MlflowClient, name: str, version: str, champion: str | None, actor: str, at: str
 ) -> None:
     mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    # `challenger` names a candidate still waiting; the new champion no longer is one.
+    if str(mlflow_client.get_registered_model(name).aliases.get(CHALLENGER)) == version:
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
     mlflow_client.set_model_version_tag(name, version, "promoted_at", at)
     mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
     if champion is not None and champion != version:
