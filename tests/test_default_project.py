@@ -45,6 +45,17 @@ def test_golden_path_recommends_from_the_champion(project, golden_path):
     assert "promoted version 1 to champion" in golden_path.stdout
 
 
+def test_golden_path_serves_load_tests_checks_drift_and_audits(golden_path):
+    output = golden_path.stdout + golden_path.stderr
+    assert "serves model version 1" in output
+    assert "GET /v1/users/u00042/recommendations?k=5 (personalized)" in output
+    assert "GET /v1/users/a-new-visitor/recommendations?k=5 (popularity)" in output
+    assert "SLO met" in output
+    assert "verdict: NO_DRIFT" in output  # a fresh week of the same shop
+    assert "== shop-recommender v1 (champion) ==" in output
+    assert "TIMELINE" in output
+
+
 def test_second_repro_is_a_no_op(project, golden_path):
     result = make(project, "pipeline")
     assert "Running stage" not in result.stdout

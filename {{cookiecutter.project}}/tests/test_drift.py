@@ -38,7 +38,7 @@ def feedback_log(path, artifact: ServingArtifact, versions: dict[str, float], rn
     """Impressions of what the model recommends to random users, clicked at each version's rate."""
     lines = []
     for minute, (version, ctr) in enumerate(versions.items()):
-        rows = rng.integers(0, len(artifact.user_ids), 300) if users is None else users
+        rows = rng.integers(0, len(artifact.user_ids), 1000) if users is None else users
         for row in rows:
             for item in artifact.item_ids[artifact.user_top_items[row, :10]]:
                 base = {"user_id": str(artifact.user_ids[row]), "item_id": str(item)}
@@ -90,7 +90,7 @@ def test_a_drifted_week_is_flagged_with_margin(monitored, tmp_path, capsys):
     few = np.arange(5)
     versions = {"1": 0.1, "2": 0.01}
     rng = np.random.default_rng(2)
-    log = feedback_log(tmp_path / "f.jsonl", artifact, versions, rng, users=np.repeat(few, 60))
+    log = feedback_log(tmp_path / "f.jsonl", artifact, versions, rng, users=np.repeat(few, 600))
     code, output = drift_job(params, paths, root, "drifted", log, tmp_path / "out", capsys)
     assert code == EXIT_DRIFT, output.out + output.err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -78,6 +78,12 @@ def print_summary(summary: dict, path: Path) -> None:
     print(f"verdict: {summary['verdict'].upper()}; summary in {path}")
 
 
+def bench_drift(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark  # the benchmark's data generator: not for the drift job
+
+    return run_benchmark(yaml.safe_load(args.params.read_text()), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="{{ cookiecutter.project }}-monitor", description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -102,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--model", type=Path, help="serving artifact (default models/<model.name>)")
     job.add_argument("--out", type=Path, default=Path("reports/drift"))
     job.set_defaults(run=drift)
+    bench = commands.add_parser("bench-drift", help="the drift job's time and peak memory")
+    bench.add_argument("--sizes", default="100000,1000000", help="events per window (each side)")
+    bench.set_defaults(run=bench_drift)
     return parser
 
 

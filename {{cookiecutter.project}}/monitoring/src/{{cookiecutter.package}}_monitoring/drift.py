@@ -211,7 +211,7 @@ def prediction_drift(
 ) -> dict[str, Any]:
     """What the storefront showed (impressions) against what the model recommends to the
     reference window's users; skipped, with the reason, when either side is missing."""
-    minimum = int(settings["min_impressions"])
+    minimum = int(settings["prediction_min_impressions"])
     if artifact is None:
         return {"drifted": False, "skipped": "no model artifact to recommend from"}
     if len(impressions) < minimum:
@@ -220,7 +220,9 @@ def prediction_drift(
             "skipped": f"{len(impressions)} impressions in the feedback log (< {minimum})",
         }
     rng = np.random.default_rng(0)
-    users = np.flatnonzero(np.isin(artifact.user_ids, reference.events["user_id"].unique()))
+    # As str, not object: numpy's isin compares object arrays pair by pair (minutes at 50k).
+    active = reference.events["user_id"].unique().astype(str)
+    users = np.flatnonzero(np.isin(artifact.user_ids, active))
     users = rng.choice(users, min(len(users), int(settings["sample_users"])), replace=False)
     top = artifact.user_top_items[users, : int(settings["top_k"])].ravel()
     recommended = pd.Series(artifact.item_ids[top[top >= 0]])
