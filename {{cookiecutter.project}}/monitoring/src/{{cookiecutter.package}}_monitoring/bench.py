@@ -11,7 +11,8 @@ The files go where the job reads them: the reference as the validate stage write
 current window as raw files that the data contract validates (with the default column mapping,
 whatever `data:` maps, since these files are canonical). Each size runs the real `drift` command
 in a fresh process, so its peak memory (VmHWM) is its own. The benchmark also times `import
-evidently` alone in a fresh process and checks that a process serving the API never loads it.
+evidently` alone in a fresh process (the API never pays it: see
+packages/api/tests/test_no_monitoring_imports.py).
 """
 
 from __future__ import annotations
@@ -65,27 +66,6 @@ CANONICAL_DATA: dict[str, Any] = {
     "ignore_columns": [],
     "drop_rules": [],
 }
-# The API package installed next to this one (the workspace), imported only by the API check.
-API_PACKAGE = __name__.split(".")[0].removesuffix("_monitoring") + "_api"
-HEAVY_MODULES = ("evidently", "sklearn", "scipy")
-API_CHECK = """
-import importlib
-import json
-import sys
-
-package, model, folder = sys.argv[1:4]
-app = importlib.import_module(package).create_app(
-    {
-        "MODEL_URI": model,
-        "MODEL_REFRESH_SECONDS": 0,
-        "EVENTS_LOG": folder + "/events.jsonl",
-        "DRIFT_SUMMARY": folder + "/summary.json",
-    }
-)
-status = app.test_client().get("/v1/users/u0000000/recommendations").status_code
-app.extensions["model_store"].stop()
-print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
-"""
 IMPORT_EVIDENTLY = (
     "import time; started = time.perf_counter(); import evidently; "
     "print(time.perf_counter() - started)"
@@ -112,13 +92,11 @@ def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
             rows.append({"events": size, **shape, **measured})
             print(f"{size:,} + {size:,} events: {measured['job_s']} s", file=sys.stderr)
     import_s, bytecode_cached = evidently_import_seconds()
-    api = api_check()
     print(_table(rows))
     print(_machine())
     cached = "cached bytecode" if bytecode_cached else "no cached bytecode: it compiles each time"
     print(f"import evidently alone, fresh process: {import_s:.1f} s ({cached})")
-    print(api["line"])
-    return 1 if api.get("loaded") else 0
+    return 0
 
 
 # -- the data ------------------------------------------------------------------------------
@@ -350,30 +328,6 @@ def evidently_import_seconds() -> tuple[float, bool]:
     origin = spec.origin if spec is not None else None
     cached = origin is not None and Path(importlib.util.cache_from_source(origin)).is_file()
     return float(result.stdout.strip().splitlines()[-1]), cached
-
-
-def api_check() -> dict[str, Any]:
-    """A fresh process that creates the API app over a small artifact and answers one request:
-    which of the heavy modules did it load? (evidently must never be among them.)"""
-    if importlib.util.find_spec(API_PACKAGE) is None:
-        return {"line": f"API check skipped: {API_PACKAGE} is not installed"}
-    with tempfile.TemporaryDirectory(prefix="bench-drift-api-") as tmp:
-        rng = np.random.default_rng(SEED)
-        shop_artifact(make_shop(2_000, rng), 20, 10, rng).save(Path(tmp) / "model")
-        result = subprocess.run(
-            [sys.executable, "-c", API_CHECK, API_PACKAGE, str(Path(tmp) / "model"), tmp],
-            capture_output=True,
-            text=True,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"the API check failed:\n{result.stderr[-3000:]}")
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    loaded = [name for name in HEAVY_MODULES if name in answer["modules"]]
-    flags = ", ".join(
-        f"{name} {'LOADED' if name in loaded else 'not loaded'}" for name in HEAVY_MODULES
-    )
-    line = f"API process (create_app + 1 request, HTTP {answer['status']}): {flags}"
-    return {"line": line, "loaded": "evidently" in loaded}
 
 
 def _machine() -> str:
