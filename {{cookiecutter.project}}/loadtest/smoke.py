@@ -53,11 +53,13 @@ def main() -> int:
     try:
         wait_until_ready(url, server)
         model = get(f"{url}/v1/model")
-        print(f"API at {url} serves model version {model['version']}")
+        # flush: locust's output follows on the same terminal
+        print(f"API at {url} serves model version {model['version']}", flush=True)
         for user in ("u00042", "a-new-visitor"):
             answer = get(f"{url}/v1/users/{user}/recommendations?k=5")
             items = ", ".join(entry["item_id"] for entry in answer["items"])
-            print(f"GET /v1/users/{user}/recommendations?k=5 ({answer['strategy']}): {items}")
+            answered = f"({answer['strategy']}): {items}"
+            print(f"GET /v1/users/{user}/recommendations?k=5 {answered}", flush=True)
         load = ["make", "--no-print-directory", "loadtest", f"URL={url}"]
         return subprocess.run([*load, f"RUN_TIME={args.run_time}", "USERS=10"]).returncode
     finally:
