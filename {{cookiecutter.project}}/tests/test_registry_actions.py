@@ -364,3 +364,45 @@ def test_an_unreachable_api_is_a_clear_error(project, capsys):
     assert main([*check, "--url", f"http://127.0.0.1:{port}"]) == EXIT_BAD_INPUT
     assert f"ERROR: cannot reach the API at http://127.0.0.1:{port}: " in capsys.readouterr().err
     assert champion(params) == "2"
+
+
+def test_rollback_check_acts_when_the_api_cannot_load_the_champion(project, capsys, tmp_path):
+    """v2 is approved but its stored artifact is corrupt: the API keeps serving v1 and counts
+    the failed loads; `rollback --check --url` then moves the alias back to what is served."""
+    from urllib.parse import urlparse
+
+    from werkzeug.serving import make_server
+
+    from {{ cookiecutter.package }}_api import create_app
+
+    params, paths = project
+    name = params["registry"]["model_name"]
+    stored = Path(urlparse(registry.client().get_model_version_download_uri(name, "2")).path)
+    with open(next(stored.rglob("user_top_items.npy")), "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\xff\xff\xff\x7f")
+    app = create_app(
+        {
+            "MODEL_URI": f"models:/{name}@champion",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
+            "MODEL_REFRESH_SECONDS": 0,
+            "EVENTS_LOG": str(tmp_path / "events.jsonl"),
+            "DRIFT_SUMMARY": str(tmp_path / "summary.json"),
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        approve_v2(capsys)
+        assert app.extensions["model_store"].reload().status == "failed"  # checksum mismatch
+        feedback = ["--feedback", str(paths.root / "none.jsonl")]
+        assert main(["rollback", "--check", *feedback, "--url", url]) == 0
+        out = capsys.readouterr().out
+        assert "rolled back from v2 to v1" in out
+        assert "cannot load champion v2 (1 reload failures) and still serves v1" in out
+        assert champion(params) == "1"
+        assert "cannot load" in model_version(params, "2").tags["rollback.reason"]
+    finally:
+        server.shutdown()
+        app.extensions["model_store"].stop()
