@@ -7,6 +7,7 @@ test works on its own copy of the project folder (registry included) from that p
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -294,16 +295,13 @@ def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     assert f"ERROR: {name} has no alias 'nightly'" in capsys.readouterr().err
 
 
-@pytest.fixture
-def running_api(project, tmp_path):
-    """The API serving the registry's champion, on a free local port."""
+@contextlib.contextmanager
+def serving_champion(paths: Paths, name: str, tmp_path: Path):
+    """The API following the registry's champion, on a free local port: (url, app)."""
     from werkzeug.serving import make_server
 
     from {{ cookiecutter.package }}_api import create_app
 
-    params, paths = project
-    name = params["registry"]["model_name"]
-    registry.approve(params, paths, "2", "offline report reviewed")
     app = create_app(
         {
             "MODEL_URI": f"models:/{name}@champion",
@@ -321,6 +319,16 @@ def running_api(project, tmp_path):
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        app.extensions["model_store"].stop()
+
+
+@pytest.fixture
+def running_api(project, tmp_path):
+    """The API serving v2, approved as champion."""
+    params, paths = project
+    registry.approve(params, paths, "2", "offline report reviewed")
+    with serving_champion(paths, params["registry"]["model_name"], tmp_path) as served:
+        yield served
 
 
 def test_audit_of_what_a_running_api_serves(project, capsys, running_api):
@@ -371,29 +379,13 @@ def test_rollback_check_acts_when_the_api_cannot_load_the_champion(project, caps
     the failed loads; `rollback --check --url` then moves the alias back to what is served."""
     from urllib.parse import urlparse
 
-    from werkzeug.serving import make_server
-
-    from {{ cookiecutter.package }}_api import create_app
-
     params, paths = project
     name = params["registry"]["model_name"]
     stored = Path(urlparse(registry.client().get_model_version_download_uri(name, "2")).path)
     with open(next(stored.rglob("user_top_items.npy")), "r+b") as handle:
         handle.seek(-4, 2)
         handle.write(b"\xff\xff\xff\x7f")
-    app = create_app(
-        {
-            "MODEL_URI": f"models:/{name}@champion",
-            "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
-            "MODEL_REFRESH_SECONDS": 0,
-            "EVENTS_LOG": str(tmp_path / "events.jsonl"),
-            "DRIFT_SUMMARY": str(tmp_path / "summary.json"),
-        }
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with serving_champion(paths, name, tmp_path) as (url, app):
         approve_v2(capsys)
         assert app.extensions["model_store"].reload().status == "failed"  # checksum mismatch
         feedback = ["--feedback", str(paths.root / "none.jsonl")]
@@ -403,6 +395,3 @@ def test_rollback_check_acts_when_the_api_cannot_load_the_champion(project, caps
         assert "cannot load champion v2 (1 reload failures) and still serves v1" in out
         assert champion(params) == "1"
         assert "cannot load" in model_version(params, "2").tags["rollback.reason"]
-    finally:
-        server.shutdown()
-        app.extensions["model_store"].stop()
