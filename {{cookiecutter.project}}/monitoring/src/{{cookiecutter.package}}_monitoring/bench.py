@@ -39,6 +39,7 @@ import pandas as pd
 import yaml
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
 
 SEED = 11
 EVENTS_PER_USER = 20  # per window
@@ -304,19 +305,6 @@ def _timed(function: Callable[..., Any], phases: dict[str, float], phase: str) -
             phases[phase] += time.perf_counter() - started
 
     return timed
-
-
-def peak_memory_mb() -> int:
-    """This process's peak resident memory (VmHWM: that of the process image, unlike
-    ru_maxrss, which survives exec and would report the parent's peak)."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def evidently_import_seconds() -> tuple[float, bool]:

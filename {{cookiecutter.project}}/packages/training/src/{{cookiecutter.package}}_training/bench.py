@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
 
 from . import data_stages, model_stages
 from .config import Paths, merge_params
@@ -101,20 +102,6 @@ def _train_and_evaluate(root: Path) -> dict[str, Any]:
         "ndcg_at_10": metrics.get("ndcg_at_10", 0.0),
         "recall_at_20": metrics.get("recall_at_20", 0.0),
     }
-
-
-def peak_memory_mb() -> int:
-    """This process's peak resident memory.
-
-    Linux's VmHWM belongs to the process image, while ru_maxrss survives exec and would report
-    the (larger) parent's peak for a freshly started worker.
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

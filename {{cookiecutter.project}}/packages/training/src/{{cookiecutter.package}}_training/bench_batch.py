@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
-
-from .bench import peak_memory_mb
+from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
 
 N_ITEMS = 5000
 
