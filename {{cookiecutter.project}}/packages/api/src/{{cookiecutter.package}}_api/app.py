@@ -10,8 +10,9 @@ from flask import Flask
 
 from .config import Settings
 from .errors import install_error_handlers
+from .json_provider import OrjsonProvider
 from .model_store import ModelStore
-from .observability import Metrics, configure_logging, install_request_hooks
+from .observability import Metrics, RequestObserver, configure_logging
 from .routes import events, health, items, metrics, model, openapi, recommendations
 
 
@@ -23,9 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     settings = Settings.from_env(overrides=config)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.update(asdict(settings))
     app.config.update({k: v for k, v in (config or {}).items() if k not in app.config})
-    app.json.sort_keys = False
     configure_logging(settings.LOG_LEVEL)
 
     app_metrics = Metrics(settings.DRIFT_SUMMARY)
@@ -38,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["metrics"] = app_metrics
     app.extensions["model_store"] = store
 
-    install_request_hooks(app, app_metrics)
+    app.wsgi_app = RequestObserver(app.wsgi_app, app_metrics, store)
     install_error_handlers(app)
     blueprints = (recommendations.bp, items.bp, events.bp, model.bp, health.bp, metrics.bp)
     for blueprint in (*blueprints, openapi.bp):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Flask, Response, g
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .observability import REQUEST_ID_KEY
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
-        request_id = g.get("request_id", "-")
+        request_id = request.environ.get(REQUEST_ID_KEY, "-")
         log.exception(
             "unhandled error", extra={"fields": {"request_id": request_id, "status": 500}}
         )

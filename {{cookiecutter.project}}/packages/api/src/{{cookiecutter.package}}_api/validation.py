@@ -6,10 +6,11 @@ import json
 import re
 from typing import Any
 
-from flask import abort, current_app, g, request
+from flask import abort, current_app, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from .model_store import LoadedModel
+from .observability import MODEL_KEY
 
 MAX_ID_LENGTH = 128
 # Control characters (C0, DEL, C1) and lone surrogates are never part of an id.
@@ -105,5 +106,5 @@ def current_model() -> LoadedModel:
     model = current_app.extensions["model_store"].current
     if model is None:
         abort(503, description="no model is loaded yet; retry later")
-    g.model = model
+    request.environ[MODEL_KEY] = model  # for X-Model-Version and the access log
     return model
