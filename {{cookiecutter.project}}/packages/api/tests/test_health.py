@@ -1,10 +1,8 @@
 """Health, readiness, headers, metrics and the request log."""
 
 import json
-from datetime import datetime
 
 from {{ cookiecutter.package }}_api import create_app
-from {{ cookiecutter.package }}_api.observability import ACCESS_LOG
 
 
 def test_healthz_and_readyz(client):
@@ -125,50 +123,3 @@ def test_unmatched_paths_and_unknown_methods_share_one_metric_label(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 2.0' in text
     assert 'http_requests_total{method="other",route="<unmatched>",status="405"} 2.0' in text
-
-
-def access_lines(capsys) -> list[dict]:
-    """The access log's JSON lines on stderr (anything else there fails the test)."""
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    return [line for line in lines if line["logger"].endswith(".access")]
-
-
-def test_each_request_is_logged_as_one_json_line(client, capsys):
-    capsys.readouterr()
-    client.get("/v1/users/u1/recommendations?k=3", headers={"X-Request-ID": "log-me"})
-    (line,) = access_lines(capsys)
-    assert line.pop("latency_ms") > 0
-    assert datetime.fromisoformat(line.pop("ts")).tzinfo is not None
-    assert line.pop("model_version").startswith("local-")
-    assert line == {
-        "level": "info",
-        "logger": ACCESS_LOG.name,
-        "message": "request",
-        "request_id": "log-me",
-        "method": "GET",
-        "route": "/v1/users/<user_id>/recommendations",
-        "path": "/v1/users/u1/recommendations",
-        "status": 200,
-    }
-
-
-def test_the_access_log_stays_valid_json_whatever_the_path(client, capsys):
-    capsys.readouterr()
-    client.get('/v1/users/a"b\\c\u00e9\u2028/recommendations')
-    client.get("/nowhere/%0A%22")
-    paths = [(line["path"], line["route"], line["status"]) for line in access_lines(capsys)]
-    route = "/v1/users/<user_id>/recommendations"
-    assert paths == [
-        ('/v1/users/a"b\\c\u00e9\u2028/recommendations', route, 200),
-        ('/nowhere/\n"', "<unmatched>", 404),
-    ]
-
-
-def test_log_level_warning_turns_the_access_log_off(artifact_dir, events_log, capsys):
-    app = create_app(
-        {"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0, "LOG_LEVEL": "WARNING"}
-    )
-    capsys.readouterr()
-    assert app.test_client().get("/healthz").status_code == 200
-    assert access_lines(capsys) == []
-    create_app({"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0})  # back to INFO

@@ -160,6 +160,10 @@ def test_hot_swaps_under_concurrent_requests_fail_none(
             answered.append(1)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
+    # The hammering threads never wait: without a short switch interval the reloading thread
+    # would get the GIL back only every 5 ms per thread after each file operation.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
     for thread in threads:
         thread.start()
     admin = app.test_client()
@@ -172,5 +176,6 @@ def test_hot_swaps_under_concurrent_requests_fail_none(
         stop.set()
         for thread in threads:
             thread.join()
+        sys.setswitchinterval(switch_interval)
     assert problems == []
     assert len(answered) > 10

@@ -2,6 +2,8 @@
 
 import pytest
 
+from {{ cookiecutter.package }}_api.routes.recommendations import scored_items
+
 
 def items_of(body: dict) -> list[tuple[str, float]]:
     return [(item["item_id"], item["score"]) for item in body["items"]]
@@ -38,6 +40,14 @@ def test_unknown_user_falls_back_to_popularity(client, app):
     assert items_of(body) == [("b", 0.0), ("a", 0.0), ("d", 0.0)]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'recommender_fallbacks_total{route="/v1/users/<user_id>/recommendations"} 1.0' in metrics
+
+
+def test_scores_are_rounded_and_a_non_finite_one_is_null(app):
+    items = scored_items(["a", "b", "c"], [1 / 3, float("nan"), -float("inf")])
+    assert app.json.dumps({"items": items}) == (
+        '{"items":[{"item_id":"a","score":0.333333},'
+        '{"item_id":"b","score":null},{"item_id":"c","score":null}]}'
+    )
 
 
 def test_padding_scores_never_reach_the_answer(client):

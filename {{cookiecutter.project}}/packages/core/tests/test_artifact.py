@@ -8,9 +8,10 @@ import pytest
 from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact, read_manifest
 
 
-@pytest.fixture
-def artifact() -> ServingArtifact:
-    return ServingArtifact(
+@pytest.fixture(params=["binary search", "id index"])
+def artifact(request) -> ServingArtifact:
+    """Every test runs with both kinds of one-id lookups (`index_ids` is what the API uses)."""
+    artifact = ServingArtifact(
         user_ids=np.array(["u1", "u2"]),
         item_ids=np.array(["a", "b", "c", "d"]),
         item_categories=np.array(["shoes", "hats", "shoes", "hats"]),
@@ -21,6 +22,16 @@ def artifact() -> ServingArtifact:
         popular_items=np.array([1, 0, 3, 2], dtype=np.int32),
         metadata={"model": "ease"},
     )
+    if request.param == "id index":
+        artifact.index_ids()
+    return artifact
+
+
+def test_one_id_lookups_agree_with_the_bulk_ones(artifact):
+    users = ["u1", "u2", "u0", "u3", "", "stranger"]
+    assert [artifact.user_row(user) for user in users] == artifact.user_index(users).tolist()
+    items = ["a", "b", "c", "d", "0", "e", "zz"]
+    assert [artifact.item_position(item) for item in items] == artifact.item_index(items).tolist()
 
 
 def test_round_trip_keeps_every_array(artifact, tmp_path):

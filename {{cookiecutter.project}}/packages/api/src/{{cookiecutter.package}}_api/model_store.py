@@ -125,4 +125,7 @@ class ModelStore:
         return current.version if current is not None else None
 
     def _load(self, force: bool) -> LoadedModel | None:
-        return load_model(self.uri, self.tracking_uri, None if force else self._version())
+        model = load_model(self.uri, self.tracking_uri, None if force else self._version())
+        if model is not None:
+            model.artifact.index_ids()  # lookups that keep the GIL; built before the swap
+        return model

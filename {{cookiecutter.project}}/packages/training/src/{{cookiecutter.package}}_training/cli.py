@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("bench-serve", help="this API vs mlflow models serve vs Flask")
     serve.add_argument("--events", type=int, default=200_000, help="synthetic training events")
     serve.add_argument("--workers", type=int, default=2, help="server processes, for each server")
-    serve.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    serve.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
     serve.add_argument("--clients", type=int, default=16, help="concurrent locust users")
     serve.add_argument("--seconds", type=int, default=15, help="load per server per round")
     serve.add_argument("--rounds", type=int, default=3)
