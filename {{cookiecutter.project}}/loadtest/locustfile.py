@@ -5,7 +5,7 @@
 `make loadtest` runs exactly this (see the Makefile). The mix (task weights), the think time and
 the thresholds come from the SLO file; when locust quits, the totals (and any per-route
 thresholds) are compared with it, each breach is printed by name with the measured value, and
-the exit code is set to 1.
+the exit code is set to 3 (`ExitCode.CHECK_FAILED`, as for every check that says no).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 from locust import FastHttpUser, between, events, task
+
+from {{ cookiecutter.package }}_core.shared import ExitCode
 
 DEFAULT_SLO = "loadtest/slo.yaml"
 # What a shopper does with each recommended item shown: the chance of a click, a cart, a buy.
@@ -127,7 +129,7 @@ def _check_slo(environment, **_kwargs) -> None:
     if breaches:
         for breach in breaches:
             print(f"SLO breach: {breach}", file=sys.stderr, flush=True)
-        environment.process_exit_code = 1
+        environment.process_exit_code = ExitCode.CHECK_FAILED
     else:
         total = environment.stats.total
         print(

@@ -9,29 +9,22 @@ API does not get ready, answers an error, or the load test breaches its SLO.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
+
+from {{ cookiecutter.package }}_core.api_client import ApiClient
 
 
-def get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def wait_until_ready(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+def wait_until_ready(api: ApiClient, server: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and server.poll() is None:
-        try:
-            get(f"{url}/readyz")
+        if api.ready():
             return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"ERROR: the API at {url} did not get ready; see logs/smoke-serve.log")
+        time.sleep(0.5)
+    raise SystemExit(f"ERROR: the API at {api.url} did not get ready; see logs/smoke-serve.log")
 
 
 def main() -> int:
@@ -51,12 +44,13 @@ def main() -> int:
             start_new_session=True,  # gunicorn and its workers stop together below
         )
     try:
-        wait_until_ready(url, server)
-        model = get(f"{url}/v1/model")
+        api = ApiClient(url)
+        wait_until_ready(api, server)
+        model = api.model()
         # flush: locust's output follows on the same terminal
         print(f"API at {url} serves model version {model['version']}", flush=True)
         for user in ("u00042", "a-new-visitor"):
-            answer = get(f"{url}/v1/users/{user}/recommendations?k=5")
+            answer = api.recommendations(user, k=5)
             items = ", ".join(entry["item_id"] for entry in answer["items"])
             answered = f"({answer['strategy']}): {items}"
             print(f"GET /v1/users/{user}/recommendations?k=5 {answered}", flush=True)

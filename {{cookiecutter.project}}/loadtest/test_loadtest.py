@@ -239,7 +239,7 @@ def test_a_new_champion_is_hot_swapped_during_a_load_run_without_a_failed_reques
     """The API follows `models:/<name>@champion` in a real registry while locust runs; when the
     alias moves to version 2 mid-run, both workers swap and not one request fails."""
     mlflow = pytest.importorskip("mlflow")
-    from {{ cookiecutter.package }}_training.registry import log_serving_model
+    from {{ cookiecutter.package }}_training.register import log_serving_model
 
     name = "hot-swap-test"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -17,8 +17,12 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}_api import create_app
+from {{ cookiecutter.package }}_batch.cli import main
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact, sha256_file
-from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, EXIT_FAILED, main
+from {{ cookiecutter.package }}_core.shared import ExitCode, model_name
+from {{ cookiecutter.package }}_registry.cli import main as registry_main
+
+EXIT_BAD_INPUT, EXIT_FAILED = ExitCode.BAD_INPUT, ExitCode.FAILED
 
 pytestmark = pytest.mark.slow
 N_USERS, N_ITEMS, TOP_N = 300, 80, 40
@@ -62,7 +66,7 @@ def workdir(tmp_path, monkeypatch, project_params) -> Path:
 
 
 def export(model: Path, *extra: str) -> int:
-    args = ["batch-recommend", "--model-uri", str(model), "--date", DAY, "--quiet"]
+    args = ["export", "--model-uri", str(model), "--date", DAY, "--quiet"]
     return main([*args, "--out", "exports", "--catalog", "catalog.csv", *extra])
 
 
@@ -149,9 +153,9 @@ def test_a_registered_champion_is_exported_and_lineage_lists_the_export(
 ):
     import mlflow
 
-    from {{ cookiecutter.package }}_training.registry import log_serving_model
+    from {{ cookiecutter.package }}_training.register import log_serving_model
 
-    name = project_params["registry"]["model_name"]
+    name = model_name()
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     try:
         client = mlflow.MlflowClient()
@@ -167,7 +171,7 @@ def test_a_registered_champion_is_exported_and_lineage_lists_the_export(
     assert set(rows["model_version"]) == {version}
     assert set(rows["run_id"]) == {run.info.run_id}
     capsys.readouterr()
-    assert main(["lineage", "--json"]) == 0
+    assert registry_main(["lineage", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     manifest = json.loads((partition(workdir) / "manifest.json").read_text())
     assert [(e["date"], e["checksum"], e["rows"]) for e in record["exports"]] == [
@@ -195,9 +199,7 @@ def test_a_corrupt_artifact_is_refused_and_the_previous_export_stays(workdir, mo
 
 def test_an_unwritable_output_path_is_a_clear_error(workdir, model_dir, capsys):
     (workdir / "a-file").write_text("not a folder")
-    code = main(
-        ["batch-recommend", "--model-uri", str(model_dir), "--quiet", "--out", "a-file/exports"]
-    )
+    code = main(["export", "--model-uri", str(model_dir), "--quiet", "--out", "a-file/exports"])
     assert code == EXIT_FAILED
     assert "cannot write to a-file/exports" in capsys.readouterr().err
 
@@ -212,7 +214,7 @@ def test_a_full_disk_fails_cleanly_and_keeps_the_previous_export(workdir, model_
 
     result = subprocess.run(
         [
-            *(sys.executable, "-m", main.__module__, "batch-recommend", "--quiet"),
+            *(sys.executable, "-m", main.__module__, "export", "--quiet"),
             *("--model-uri", str(model_dir), "--date", DAY, "--out", "exports", "--k", "40"),
         ],
         capture_output=True,

@@ -1,14 +1,23 @@
-"""The CLI on bad input: a clear message naming file, row and column, exit status 2, no output."""
+"""The commands on bad input: a clear message naming file, row and column, exit status 2, no
+output; and every command and flag of every console script explains itself."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, main
+from {{ cookiecutter.package }}_batch import cli as batch_cli
+from {{ cookiecutter.package }}_core.shared import ExitCode
+from {{ cookiecutter.package }}_monitoring import cli as monitoring_cli
+from {{ cookiecutter.package }}_registry import cli as registry_cli
+from {{ cookiecutter.package }}_training import cli as training_cli
+from {{ cookiecutter.package }}_training.cli import main
+
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
 
 GOOD_ROWS = [
     "user_id,item_id,event_type,timestamp",
@@ -75,9 +84,42 @@ def test_missing_source_file_is_a_clear_error(tiny_project, capsys):
     assert "events.csv" in capsys.readouterr().err
 
 
-def test_promote_before_register_says_what_to_run(tiny_project):
-    with pytest.raises(SystemExit, match=r"registered\.json not found"):
-        main(["promote"])
+def test_promote_before_register_says_what_to_run(tiny_project, capsys):
+    assert main(["promote"]) == EXIT_BAD_INPUT
+    assert "registered.json not found; run the earlier pipeline stages first" in (
+        capsys.readouterr().err
+    )
+
+
+def test_pipeline_before_make_data_names_the_command(tiny_project, capsys):
+    assert main(["pipeline"]) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert "data/raw/events.csv not found: `make data` writes synthetic events there" in error
+    assert "data.source" in error
+
+
+def test_a_missing_params_file_is_bad_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == EXIT_BAD_INPUT
+    assert "params.yaml not found; run from the project root" in capsys.readouterr().err
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+@pytest.mark.parametrize(
+    "module", [training_cli, registry_cli, batch_cli, monitoring_cli], ids=lambda m: m.__name__
+)
+def test_every_command_and_flag_has_help(module):
+    parser = module.build_parser()
+    assert "Exit status" in parser.description
+    for name, command in subcommands(parser).items():
+        assert command.description, f"{name} has no description"
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest} has no help"
 
 
 def test_a_split_that_leaves_no_test_period_is_bad_input(tiny_project, capsys):

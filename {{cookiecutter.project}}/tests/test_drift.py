@@ -14,11 +14,31 @@ import pandas as pd
 import pytest
 import yaml
 
+from {{ cookiecutter.package }}_core import registry
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
-from {{ cookiecutter.package }}_monitoring.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_NO_DRIFT, main
+from {{ cookiecutter.package }}_core.shared import CHAMPION, PREVIOUS_CHAMPION_TAG, ExitCode, model_name
+from {{ cookiecutter.package }}_monitoring.cli import main
 from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
 pytestmark = pytest.mark.slow
+EXIT_NO_DRIFT, EXIT_ERROR, EXIT_DRIFT = ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.CHECK_FAILED
+
+
+@pytest.fixture(autouse=True)
+def own_registry(tmp_path, monkeypatch):
+    """An empty registry of the test's own (the drift job asks it who is champion)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def champion_after(previous: str, champion: str) -> None:
+    """Register versions up to `champion` (no artifacts needed) and make it the champion that
+    replaced `previous`, as the gate records it."""
+    client, name = registry.client(), model_name()
+    client.create_registered_model(name)
+    for _ in range(int(champion)):
+        client.create_model_version(name, source="models/unused", run_id=None)
+    client.set_registered_model_alias(name, CHAMPION, champion)
+    client.set_model_version_tag(name, champion, PREVIOUS_CHAMPION_TAG, previous)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +78,7 @@ def drift_job(params, paths, root, current, feedback, out, capsys):
             "--reference", str(paths.validated),
             "--current", str(root / current),
             "--feedback", str(feedback),
-            "--model", str(paths.models / params["model"]["name"]),
+            "--model-uri", str(paths.models / params["model"]["name"]),
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -89,6 +109,7 @@ def test_a_drifted_week_is_flagged_with_margin(monitored, tmp_path, capsys):
     # What was served collapsed onto a few users' lists: the catalogue coverage falls.
     few = np.arange(5)
     versions = {"1": 0.1, "2": 0.01}
+    champion_after(previous="1", champion="2")
     rng = np.random.default_rng(2)
     log = feedback_log(tmp_path / "f.jsonl", artifact, versions, rng, users=np.repeat(few, 600))
     code, output = drift_job(params, paths, root, "drifted", log, tmp_path / "out", capsys)
@@ -123,5 +144,5 @@ def test_bad_input_is_exit_2_and_keeps_the_last_summary(monitored, tmp_path, cap
     frame.to_parquet(bad / "events.parquet", index=False)
     code, output = drift_job(params, paths, root, bad, feedback, out, capsys)
     assert code == EXIT_ERROR
-    assert "row 12" in output.err and "user_id" in output.err
+    assert "row 11" in output.err and "user_id" in output.err
     assert (out / "summary.json").read_text() == '{"verdict": "no_drift"}'

@@ -17,7 +17,8 @@ import yaml
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CLI = MODEL_NAME = "{{ cookiecutter.project }}"  # the command and the registered model
+MODEL_NAME = "{{ cookiecutter.project }}"
+TRAIN = "{{ cookiecutter.project }}-train"
 SMALL = {"n_users": 3000, "n_items": 1000, "n_events": 150_000}
 
 
@@ -46,7 +47,7 @@ def scratch_project(tmp_path_factory) -> Path:
     run(["git", "init", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"], root)
-    run([CLI, "generate-data"], root)
+    run([TRAIN, "generate-data"], root)
     return root
 
 
@@ -75,6 +76,9 @@ def test_repro_runs_end_to_end_and_a_second_run_is_a_no_op(scratch_project):
     outs = {out["path"]: out["md5"] for out in lock["stages"]["validate"]["outs"]}
     champion = registry(scratch_project).get_model_version_by_alias(MODEL_NAME, "champion")
     assert champion.tags["dvc_data_hash"] == outs["data/validated/events.parquet"]
+    # What the run changed that belongs in git is named, with the command to record it.
+    hint = run([TRAIN, "pipeline"], scratch_project).stderr
+    assert "to record this run in git: git add dvc.lock reports/metrics.json" in hint
 
 
 def test_push_and_pull_through_the_local_remote(scratch_project):
@@ -96,10 +100,28 @@ def test_malformed_data_is_rejected_and_nothing_is_registered(scratch_project):
     events.loc[41, "event_type"] = "wishlist"
     events.to_parquet(raw, index=False)
     try:
-        result = run(["dvc", "repro"], scratch_project, check=False)
-        assert result.returncode != 0
+        # `pipeline` is `dvc repro` with the stage's own exit code (DVC's would be 255).
+        result = run([TRAIN, "pipeline"], scratch_project, check=False)
+        assert result.returncode == 2, result.stderr
         output = result.stdout + result.stderr
-        assert "row 43" in output and "'event_type'" in output and "wishlist" in output
+        assert "row 42" in output and "'event_type'" in output and "wishlist" in output
         assert registry_versions(scratch_project) == before
     finally:
         raw.write_bytes(backup)
+
+
+def test_a_failed_gate_reaches_the_caller_as_exit_3(scratch_project):
+    params_file = scratch_project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    champion = registry(scratch_project).get_model_version_by_alias(MODEL_NAME, "champion")
+    params["gate"]["min_lift_over_popularity"] = 100.0
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = run([TRAIN, "pipeline"], scratch_project, check=False)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "GATE FAILED" in result.stderr and "below the required 100.0x" in result.stderr
+        after = registry(scratch_project).get_model_version_by_alias(MODEL_NAME, "champion")
+        assert after.version == champion.version
+    finally:
+        params_file.write_text(original)

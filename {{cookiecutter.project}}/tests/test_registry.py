@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
-from {{ cookiecutter.package }}_training.lineage import file_md5
-from {{ cookiecutter.package }}_training.registry import (
+from {{ cookiecutter.package }}_core.model_source import load_model
+from {{ cookiecutter.package }}_core.registry import champion_version, client
+from {{ cookiecutter.package }}_core.shared import (
     CHALLENGER,
     CHAMPION,
-    GateFailed,
-    champion_version,
-    client,
-    download_artifact,
-    promote_if_better,
-    register,
+    model_name,
+    registered_model_uri,
+    tracking_uri,
 )
+from {{ cookiecutter.package }}_training.gate import GateFailed, promote_if_better
+from {{ cookiecutter.package }}_training.lineage import file_md5
+from {{ cookiecutter.package }}_training.register import register
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 def test_register_creates_a_challenger_with_lineage(registry_project):
     params, paths = registry_project
     record = register(params, paths)
-    name = params["registry"]["model_name"]
+    name = model_name()
     version = client().get_model_version(name, record["version"])
     assert CHALLENGER in version.aliases
     tags = version.tags
@@ -36,7 +37,7 @@ def test_register_creates_a_challenger_with_lineage(registry_project):
     assert float(tags["metric.ndcg_at_10"]) > 0
     assert tags["training_run_id"] == version.run_id
     # The registered model serves the same arrays that training wrote.
-    served = download_artifact(name, record["version"])
+    served = load_model(registered_model_uri(name, record["version"]), tracking_uri()).artifact
     trained = ServingArtifact.load(paths.models / params["model"]["name"])
     assert np.array_equal(served.user_top_items, trained.user_top_items)
     assert served.metadata["model"] == params["model"]["name"]
@@ -44,7 +45,7 @@ def test_register_creates_a_challenger_with_lineage(registry_project):
 
 def test_promotion_passes_then_a_failed_gate_leaves_the_champion(registry_project):
     params, paths = registry_project
-    name = params["registry"]["model_name"]
+    name = model_name()
     first = register(params, paths)
     decision = promote_if_better(params, paths)
     assert decision["decision"] == "pass"
@@ -67,7 +68,7 @@ def test_a_candidate_worse_than_the_champion_is_refused(registry_project):
     params, paths = registry_project
     if params["model"]["name"] == "popularity":
         pytest.skip("the default model is the popularity baseline: no candidate is worse")
-    name = params["registry"]["model_name"]
+    name = model_name()
     register(params, paths)
     promote_if_better(params, paths)
     champion = champion_version(client(), name)

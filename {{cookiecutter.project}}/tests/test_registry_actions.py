@@ -20,9 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.package }}_training import lineage, registry
-from {{ cookiecutter.package }}_training.cli import EXIT_BAD_INPUT, main
+from {{ cookiecutter.package }}_batch.cli import main as batch_main
+from {{ cookiecutter.package }}_core import registry
+from {{ cookiecutter.package }}_core.shared import CHALLENGER, CHAMPION, ExitCode, model_name
+from {{ cookiecutter.package }}_registry import actions
+from {{ cookiecutter.package }}_registry.cli import main
+from {{ cookiecutter.package }}_training import gate, lineage, register
 from {{ cookiecutter.package }}_training.config import Paths
+
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
 
 pytestmark = pytest.mark.slow
 STEPS = ("training run", "registered", "gate", "approved", "promoted", "export", "rolled back")
@@ -48,10 +54,10 @@ def waiting_project(evaluated_project, tmp_path_factory) -> tuple[dict, Path]:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         paths = Paths(root)
-        registry.register(params, paths)
-        registry.promote_if_better(params, paths)
-        registry.register(waiting, paths)
-        decision = registry.promote_if_better(waiting, paths)
+        register.register(params, paths)
+        gate.promote_if_better(params, paths)
+        register.register(waiting, paths)
+        decision = gate.promote_if_better(waiting, paths)
         assert decision["decision"] == "pass" and not decision["champion_moved"]
     return waiting, root
 
@@ -68,11 +74,11 @@ def project(waiting_project, tmp_path, monkeypatch) -> tuple[dict, Paths]:
 
 
 def model_version(params: dict, version: str):
-    return registry.client().get_model_version(params["registry"]["model_name"], version)
+    return registry.client().get_model_version(model_name(), version)
 
 
 def champion(params: dict) -> str | None:
-    return registry.champion_version(registry.client(), params["registry"]["model_name"])
+    return registry.champion_version(registry.client(), model_name())
 
 
 def promotion_log(paths: Paths) -> list[dict]:
@@ -87,7 +93,7 @@ def approve_v2(capsys) -> None:
 def test_a_candidate_waits_for_approval_then_becomes_champion(project, capsys):
     params, paths = project
     waiting = model_version(params, "2")
-    assert registry.CHALLENGER in waiting.aliases and registry.CHAMPION not in waiting.aliases
+    assert CHALLENGER in waiting.aliases and CHAMPION not in waiting.aliases
     assert waiting.tags["gate.decision"] == "pass"
     assert waiting.tags["approval.status"] == "pending"
     assert champion(params) == "1"
@@ -103,7 +109,7 @@ def test_a_candidate_waits_for_approval_then_becomes_champion(project, capsys):
     assert "approved v2" in capsys.readouterr().out
     assert champion(params) == "2"
     tags = model_version(params, "2").tags
-    actor, _ = lineage.triggered_by()
+    actor, _ = registry.triggered_by()
     assert tags["approval.status"] == "approved"
     assert tags["approval.by"] == actor == tags["promoted_by"]
     assert tags["approval.reason"] == "offline report reviewed"
@@ -122,7 +128,7 @@ def test_rollback_by_hand_restores_the_previous_champion(project, capsys):
     assert main(["rollback", "--reason", "complaints about stale items"]) == 0
     assert "rolled back from v2 to v1" in capsys.readouterr().out
     assert champion(params) == "1"
-    actor, _ = lineage.triggered_by()
+    actor, _ = registry.triggered_by()
     left, restored = model_version(params, "2").tags, model_version(params, "1").tags
     assert left["rollback.to"] == "1"
     assert left["rollback.reason"] == "complaints about stale items"
@@ -204,11 +210,11 @@ def audit_json(capsys, *args: str):
 
 def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     params, paths = project
-    name = params["registry"]["model_name"]
+    name = model_name()
     approve_v2(capsys)
     exports = tmp_path / "exports"
-    batch = ["batch-recommend", "--model-uri", f"models:/{name}/2", "--date", "2026-11-27"]
-    assert main([*batch, "--out", str(exports), "--quiet"]) == 0
+    batch = ["export", "--model-uri", f"models:/{name}/2", "--date", "2026-11-27"]
+    assert batch_main([*batch, "--out", str(exports), "--quiet"]) == 0
     time.sleep(1.1)  # the registry's tags have one-second resolution: keep the steps apart
     assert main(["rollback", "--reason", "complaints about stale items"]) == 0
 
@@ -237,7 +243,7 @@ def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     assert report["metrics"]["run"]["ndcg_at_10"] == run.data.metrics["ndcg_at_10"]
     gate = {key[5:]: value for key, value in tags.items() if key.startswith("gate.")}
     assert report["gate"] == gate and gate["decision"] == "pass" and gate["champion_value"]
-    actor, _ = lineage.triggered_by()
+    actor, _ = registry.triggered_by()
     assert report["approval"] == {
         "at": tags["approval.at"],
         "by": actor,
@@ -325,9 +331,9 @@ def serving_champion(paths: Paths, name: str, tmp_path: Path):
 @pytest.fixture
 def running_api(project, tmp_path):
     """The API serving v2, approved as champion."""
-    params, paths = project
-    registry.approve(params, paths, "2", "offline report reviewed")
-    with serving_champion(paths, params["registry"]["model_name"], tmp_path) as served:
+    _, paths = project
+    actions.approve(model_name(), "2", "offline report reviewed")
+    with serving_champion(paths, model_name(), tmp_path) as served:
         yield served
 
 
@@ -353,7 +359,7 @@ def test_audit_of_what_a_running_api_serves(project, capsys, running_api):
 
     assert main(["audit", "--url", url]) == 0
     table = capsys.readouterr().out
-    assert table.startswith(f"== {params['registry']['model_name']} v2 ")
+    assert table.startswith(f"== {model_name()} v2 ")
     assert "API" in table and served.loaded_at in table and version.run_id in table
 
 
@@ -380,7 +386,7 @@ def test_rollback_check_acts_when_the_api_cannot_load_the_champion(project, caps
     from urllib.parse import urlparse
 
     params, paths = project
-    name = params["registry"]["model_name"]
+    name = model_name()
     stored = Path(urlparse(registry.client().get_model_version_download_uri(name, "2")).path)
     with open(next(stored.rglob("user_top_items.npy")), "r+b") as handle:
         handle.seek(-4, 2)

@@ -67,7 +67,7 @@ def test_a_bad_incoming_file_changes_nothing(project):
     before = (paths.raw / "events.parquet").read_bytes()
     with pytest.raises(DataContractError) as error:
         ingest_incoming(params, paths)
-    assert error.value.row == 7 and error.value.column == "event_type"
+    assert error.value.row == 6 and error.value.column == "event_type"
     assert (paths.raw / "events.parquet").read_bytes() == before
     assert (incoming / "events.parquet").is_file()  # still there to fix and retry
 

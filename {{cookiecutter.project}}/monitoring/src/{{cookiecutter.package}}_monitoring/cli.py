@@ -1,123 +1,157 @@
-"""`{{ cookiecutter.project }}-monitor`: the drift job, as CI, a CronJob, a timer and the tests run it.
+"""`{{ cookiecutter.project }}-monitor`: the drift job, as CI, a CronJob, a timer and the tests
+run it, and `monitor`: the drift job, then a retrain when it finds drift.
 
-Exit status: 0 no drift, 3 drift detected, 2 bad input or the job could not run.
+Exit status (one convention for every command: the README's "Exit codes"):
+  0  no drift (for `monitor`: no drift, or drift and the retrained model passed the gate)
+  1  failed: the job could not write its reports, or the retrain failed
+  2  bad input: missing or malformed data, params or feedback; the last summary is kept
+  3  drift detected (for `monitor`: drift, and the retrained model failed the gate)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact
-from {{ cookiecutter.package }}_core.contract import DataContractError
-from {{ cookiecutter.package }}_core.feedback import read_feedback
+from {{ cookiecutter.package }}_core import cli
+from {{ cookiecutter.package }}_core.shared import (
+    DRIFT,
+    DRIFT_SUMMARY_FILE,
+    PROJECT,
+    VALIDATED_DIR,
+    ExitCode,
+    model_name,
+    model_uri,
+    setting,
+    tracking_uri,
+    write_drift_summary,
+)
 
-from .drift import read_current, read_reference, run_drift_job
+from .report import print_summary
 
-EXIT_NO_DRIFT, EXIT_ERROR, EXIT_DRIFT = 0, 2, 3
+log = logging.getLogger(__name__)
+# `monitor` retrains through the training package's own command (no import: monitoring depends
+# on core only).
+TRAIN = f"{PROJECT}-train"
 
 
 def drift(args: argparse.Namespace) -> int:
-    params = yaml.safe_load(args.params.read_text())
-    settings = params["monitoring"]
-    model = args.model or Path("models") / params["model"]["name"]
-    try:
-        reference = read_reference(args.reference)
-        current = read_current(args.current or Path(params["retrain"]["incoming"]), params["data"])
-        since = pd.Timestamp(args.since).tz_localize(None) if args.since else None
-        feedback = read_feedback(args.feedback, since)
-        artifact = ServingArtifact.load(model) if model.is_dir() else None
-        summary = run_drift_job(reference, current, feedback, artifact, settings, args.out)
-    except (DataContractError, ArtifactError, FileNotFoundError, ValueError) as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "summary.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    temporary.replace(path)  # the API may read it at any moment: never half-written
-    print_summary(summary, path)
-    return EXIT_DRIFT if summary["verdict"] == "drift" else EXIT_NO_DRIFT
+    from {{ cookiecutter.package }}_core.feedback import read_feedback
 
+    from .drift import read_current, read_reference, run_drift_job
 
-def print_summary(summary: dict, path: Path) -> None:
-    data, predictions = summary["data_drift"], summary["prediction_drift"]
-    current = summary["current"]
-    print(f"current window: {current['events']:,} events {current['start']} .. {current['end']}")
-    print(
-        f"data drift: {'DRIFT' if data['drifted'] else 'ok'} "
-        f"(drifted share {data['drifted_share']:.2f}, threshold {data['drift_share_threshold']})"
+    params = _params(args.params)
+    reference = read_reference(args.reference)
+    current = read_current(args.current or Path(params["retrain"]["incoming"]), params["data"])
+    feedback = read_feedback(args.feedback, args.since)
+    summary = run_drift_job(
+        reference,
+        current,
+        feedback,
+        _served_model(args.model_uri or model_uri()),
+        _champions(),
+        params["monitoring"],
+        args.out,
     )
-    for column, check in data["columns"].items():
-        flag = "DRIFT" if check["drifted"] else "ok"
-        print(f"  {column:<18}{check['method']:<32}{check['score']:>10.4f}  {flag}")
-    for kind, check in data["unknown"].items():
-        flag = "DRIFT" if check["drifted"] else "ok"
-        print(f"  unknown {kind:<10}share{check['share']:>33.4f}  {flag} (max {check['max']})")
-    if "skipped" in predictions:
-        print(f"prediction drift: skipped ({predictions['skipped']})")
-    else:
-        print(
-            f"prediction drift: {'DRIFT' if predictions['drifted'] else 'ok'} "
-            f"(drifted share {predictions['drifted_share']:.2f}, coverage ratio "
-            f"{predictions['coverage']['ratio']})"
-        )
-    quality = summary["online_quality"]
-    for version, entry in quality["versions"].items():
-        print(
-            f"online quality v{version}: {entry['impressions']:,} impressions, "
-            f"ctr {entry['ctr']}, purchase rate {entry['purchase_rate']}"
-        )
-    print(f"quality: {'DROP' if quality['drop'] else 'ok'} ({quality['reason']})")
-    print(f"verdict: {summary['verdict'].upper()}; summary in {path}")
+    path = args.out / DRIFT_SUMMARY_FILE
+    try:
+        write_drift_summary(path, summary)
+    except OSError as error:
+        raise cli.Failed(f"cannot write {path}: {error}") from error
+    print_summary(summary, path)
+    return ExitCode.CHECK_FAILED if summary["verdict"] == DRIFT else ExitCode.OK
 
 
-def bench_drift(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark  # the benchmark's data generator: not for the drift job
+def monitor(args: argparse.Namespace) -> int:
+    code = drift(args)
+    if code != ExitCode.CHECK_FAILED:
+        return code
+    retrain = [TRAIN, "--params", str(args.params), "retrain", "--trigger", "drift"]
+    print(f"drift detected: {' '.join(retrain)}", flush=True)
+    return subprocess.run(retrain).returncode
 
-    return run_benchmark(yaml.safe_load(args.params.read_text()), args)
+
+def moment(text: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from None
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+def _params(path: Path) -> dict:
+    if not path.is_file():
+        raise cli.BadInput(f"{path} not found; run from the project root")
+    return yaml.safe_load(path.read_text())
+
+
+def _served_model(uri: str):
+    """The model the API serves, loaded by the same rules; or why it cannot be."""
+    from {{ cookiecutter.package }}_core.model_source import load_model
+
+    try:
+        return load_model(uri, tracking_uri()).artifact
+    except Exception as error:  # any failure: prediction drift is skipped with the reason
+        log.warning("prediction drift skipped: cannot load %s: %s", uri, error)
+        return f"cannot load the model {uri}: {type(error).__name__}: {error}"
+
+
+def _champions():
+    from {{ cookiecutter.package }}_core.registry import champion_line, client
+
+    return champion_line(client(), model_name())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project }}-monitor", description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    commands = parser.add_subparsers(dest="command", required=True)
-    job = commands.add_parser("drift", help="data, prediction and online-quality drift")
-    job.add_argument(
-        "--reference",
-        type=Path,
-        default=Path("data/validated"),
-        help="the training window: validated events.parquet and items.parquet",
+    parser, command = cli.parser("{{ cookiecutter.project }}-monitor", __doc__)
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="thresholds (monitoring:)"
     )
-    job.add_argument(
-        "--current", type=Path, help="folder with the new raw events (default retrain.incoming)"
-    )
-    job.add_argument(
-        "--feedback",
-        type=Path,
-        default=Path("logs/feedback-events.jsonl"),
-        help="the API's feedback events log",
-    )
-    job.add_argument("--since", help="only feedback at or after this ISO time")
-    job.add_argument("--model", type=Path, help="serving artifact (default models/<model.name>)")
-    job.add_argument("--out", type=Path, default=Path("reports/drift"))
-    job.set_defaults(run=drift)
-    bench = commands.add_parser("bench-drift", help="the drift job's time and peak memory")
-    bench.add_argument("--sizes", default="100000,1000000", help="events per window (each side)")
-    bench.set_defaults(run=bench_drift)
+    for name, run, summary in (
+        ("drift", drift, "data, prediction and online-quality drift"),
+        ("monitor", monitor, "the drift job, then `retrain --trigger drift` if it finds drift"),
+    ):
+        job = command(name, run, summary)
+        job.add_argument(
+            "--reference",
+            type=Path,
+            default=VALIDATED_DIR,
+            help="the training window: validated events.parquet and items.parquet",
+        )
+        job.add_argument(
+            "--current", type=Path, help="folder with the new raw events (default retrain.incoming)"
+        )
+        job.add_argument(
+            "--feedback",
+            type=Path,
+            default=Path(setting("EVENTS_LOG")),
+            help="the API's feedback events log ($EVENTS_LOG)",
+        )
+        job.add_argument(
+            "--since", type=moment, help="only feedback at or after this ISO date-time (UTC)"
+        )
+        job.add_argument(
+            "--model-uri",
+            help="the model to recommend from, as the API's MODEL_URI (default: $MODEL_URI, "
+            "else the registry's champion)",
+        )
+        job.add_argument(
+            "--out",
+            type=Path,
+            default=Path(setting("DRIFT_REPORT_DIR")),
+            help="reports folder ($DRIFT_REPORT_DIR)",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    return cli.run(build_parser(), argv)
 
 
 if __name__ == "__main__":

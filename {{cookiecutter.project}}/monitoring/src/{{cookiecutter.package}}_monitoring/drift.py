@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.contract import validate_events, validate_items
 from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop
 from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
+from {{ cookiecutter.package }}_core.registry import ChampionLine
+from {{ cookiecutter.package }}_core.shared import DRIFT, NO_DRIFT, UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,6 @@ EVENT_NUMERICAL = ["price", "item_popularity", "user_activity"]
 EVENT_CATEGORICAL = ["event_type", "category"]
 RECOMMENDED_NUMERICAL = ["price", "item_popularity"]
 RECOMMENDED_CATEGORICAL = ["category"]
-UNKNOWN_CATEGORY = "unknown"
 
 
 @dataclass
@@ -61,7 +63,7 @@ def read_reference(folder: Path) -> tuple[Window, pd.DataFrame]:
     events_path, items_path = folder / "events.parquet", folder / "items.parquet"
     for path in (events_path, items_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run the pipeline first (make pipeline)")
+            raise BadInput(f"{path} not found: run the pipeline first (make pipeline)")
     columns = ["user_id", "item_id", "event_type", "timestamp"]
     events = pd.read_parquet(events_path, columns=columns)
     return Window(events, str(events_path)), pd.read_parquet(items_path)
@@ -203,17 +205,18 @@ def unknown_shares(
 def prediction_drift(
     reference: Window,
     impressions: pd.DataFrame,
-    artifact: ServingArtifact | None,
+    artifact: ServingArtifact | str,
     items: pd.DataFrame,
     popularity: pd.Series,
     settings: Mapping[str, Any],
     html: Path,
 ) -> dict[str, Any]:
     """What the storefront showed (impressions) against what the model recommends to the
-    reference window's users; skipped, with the reason, when either side is missing."""
+    reference window's users; skipped, with the reason, when either side is missing (`artifact`
+    is then why the model could not be loaded)."""
     minimum = int(settings["prediction_min_impressions"])
-    if artifact is None:
-        return {"drifted": False, "skipped": "no model artifact to recommend from"}
+    if isinstance(artifact, str):
+        return {"drifted": False, "skipped": artifact}
     if len(impressions) < minimum:
         return {
             "drifted": False,
@@ -254,11 +257,16 @@ def run_drift_job(
     reference: tuple[Window, pd.DataFrame],
     current: tuple[Window, pd.DataFrame],
     feedback: pd.DataFrame,
-    artifact: ServingArtifact | None,
+    artifact: ServingArtifact | str,
+    champions: ChampionLine,
     settings: Mapping[str, Any],
     out: Path,
 ) -> dict[str, Any]:
-    """All three checks; the summary (also the content of summary.json) with the verdict."""
+    """All three checks; the summary (also the content of summary.json) with the verdict.
+
+    `artifact` is the model the API serves (or why it could not be loaded); `champions` the
+    registry's champion and the one before it, whose online quality is compared.
+    """
     (reference_window, reference_items), (current_window, current_items) = reference, current
     items = pd.concat([reference_items, current_items], ignore_index=True)
     popularity = popularity_percentile(reference_window.events)
@@ -290,19 +298,16 @@ def run_drift_job(
         out / "prediction_drift.html",
     )
     quality = online_quality(feedback)
-    # The latest two versions the storefront rated: the champion and the one before it.
-    versions: list[str | None] = [None, None, *quality]
-    previous, champion = versions[-2:]
     drifted = data["drifted"] or predictions["drifted"]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "verdict": "drift" if drifted else "no_drift",
+        "verdict": DRIFT if drifted else NO_DRIFT,
         "reference": reference_window.describe(),
         "current": current_window.describe(),
         "data_drift": data,
         "prediction_drift": predictions,
         "online_quality": {
             "versions": quality,
-            **quality_drop(quality, champion, previous, settings),
+            **quality_drop(quality, champions.champion, champions.previous, settings),
         },
     }

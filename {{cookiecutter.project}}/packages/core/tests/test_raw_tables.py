@@ -57,7 +57,7 @@ def test_parquet_round_trip_reads_typed_columns_as_text(tmp_path: Path) -> None:
         pd.Timestamp("2026-01-05 10:00:00"),
         pd.Timestamp("2026-01-05 11:00:00"),
     ]
-    assert frame["source_row"].tolist() == [2, 3]  # row index + 2, as if written as CSV
+    assert frame["source_row"].tolist() == [1, 2]  # 1-based row numbers
 
 
 def test_source_row_is_the_line_number_across_blank_lines_and_multiline_values(

@@ -10,26 +10,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .cli import BadInput
+from .shared import ID_FORBIDDEN, MAX_ID_LENGTH
+
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
-EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "source_row")
 ITEM_COLUMNS = ("item_id", "category", "price")
 SOURCE_ROW = "source_row"
-MAX_ID_LENGTH = 128
 DUPLICATE_REASON = "duplicate rows"
 DEFAULT_MAX_DUPLICATE_SHARE = 0.05
 RULE_KINDS = ("is_missing", "startswith", "in", "less_than", "not_in")
 PARAMS_FILE = "params.yaml"
-# Control characters (newlines, tabs, NUL, ...) in an id break CSV exports, logs and URLs.
-_CONTROL_CHARS = r"[\x00-\x1f\x7f]"
 _ID_COLUMNS = ("user_id", "item_id")
 # A UTC offset after a time of day: Z, +01, +0100 or +01:00 (a date alone ends in "-05" too).
 _UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
-class DataContractError(ValueError):
+class DataContractError(BadInput, ValueError):
     """A data file (or the mapping that reads it) breaks the contract.
 
-    `file` is the file at fault, `row` its 1-based line number (header = line 1), `column` the
+    `file` is the file at fault, `row` its 1-based line number in a CSV file (header = line 1) or
+    its 1-based row number in a Parquet file, `column` the
     source column and `rule` what is wrong, so a user can open the file at the right place.
     """
 
@@ -193,7 +193,8 @@ class _Table:
             lambda v: f"empty {name}",
         )
         self.fail_first(
-            self.by_value(column, lambda v: v.str.contains(_CONTROL_CHARS, regex=True)) & alive,
+            self.by_value(column, lambda v: v.str.contains(ID_FORBIDDEN.pattern, regex=True))
+            & alive,
             column,
             lambda v: f"{name} contains a control character (newline, tab, ...): {_show(v)}",
         )
@@ -291,7 +292,7 @@ def _parse_iso(
     # pandas 2 reads a naive value that follows an aware one with the earlier value's offset,
     # even with utc=True, so aware and naive values are parsed apart.
     aware = by_value(lambda v: v.str.contains(_UTC_OFFSET, regex=True))
-    result = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    result = np.full(len(values), np.datetime64("NaT", "ns"), dtype="datetime64[ns]")
     if aware.any():
         stamps = pd.to_datetime(values[aware], format="ISO8601", utc=True, errors="coerce")
         result[aware] = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")

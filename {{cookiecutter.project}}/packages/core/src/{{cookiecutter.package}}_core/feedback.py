@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-FEEDBACK_COLUMNS = ("event_type", "user_id", "item_id", "model_version", "timestamp")
-RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
+from .shared import FEEDBACK_LOGGED, FEEDBACK_RATES, IMPRESSION
 
 
 def read_feedback(path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -28,10 +27,10 @@ def read_feedback(path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame
             for line in handle:
                 try:
                     event = json.loads(line)
-                    rows.append(tuple(str(event[column]) for column in FEEDBACK_COLUMNS))
+                    rows.append(tuple(str(event[column]) for column in FEEDBACK_LOGGED))
                 except (ValueError, KeyError, TypeError):
                     continue
-    table = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(FEEDBACK_LOGGED))
     table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True, format="ISO8601")
     table["timestamp"] = table["timestamp"].dt.tz_localize(None)
     if since is not None:
@@ -46,13 +45,13 @@ def online_quality(feedback: pd.DataFrame) -> dict[str, dict[str, Any]]:
     counts = feedback.groupby(["model_version", "event_type"]).size()
     for version, first in first_seen.items():
         by_type = counts.loc[version].to_dict() if version in counts.index else {}
-        impressions = int(by_type.get("impression", 0))
+        impressions = int(by_type.get(IMPRESSION, 0))
         entry: dict[str, Any] = {
             "first_seen": first.isoformat(),
             "impressions": impressions,
-            **{f"{kind}s": int(by_type.get(kind, 0)) for kind in RATES.values()},
+            **{f"{kind}s": int(by_type.get(kind, 0)) for kind in FEEDBACK_RATES.values()},
         }
-        for rate, kind in RATES.items():
+        for rate, kind in FEEDBACK_RATES.items():
             entry[rate] = round(by_type.get(kind, 0) / impressions, 6) if impressions else None
         quality[str(version)] = entry
     return quality

@@ -23,7 +23,7 @@ def read_raw_table(path: Path) -> pd.DataFrame:
 
     `source_row` is the 1-based line number of the row in a CSV file (header = line 1, so the
     first data row is 2; a quoted value spanning lines is accounted for). For Parquet it is the
-    row index + 2, the line the row would have in the same table written as CSV. Blank lines
+    1-based row number (the first row is row 1), as a Parquet viewer counts. Blank lines
     are skipped. A missing file, an unsupported suffix or a malformed file raises
     DataContractError.
     """
@@ -137,5 +137,5 @@ def _read_parquet(path: Path) -> pa.Table:
         # Nulls become "" so that Parquet and CSV look the same to the validator.
         columns.append(pc.fill_null(text, ""))
     table = pa.table(dict(zip(table.column_names, columns, strict=True)))
-    rows = np.arange(2, table.num_rows + 2, dtype=np.int64)
+    rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return table.append_column(SOURCE_ROW, pa.array(rows, type=pa.int64()))

@@ -1,17 +1,30 @@
-"""The model registry as every deployable reads it: who is champion, who came before it.
-
-One answer for the drift job's online-quality verdict, `rollback --check` and `audit`. The MLflow
-client is imported on first use (core's `registry` extra installs it), so core stays importable
-without it.
+"""The model registry as every deployable uses it: who is champion and who came before it (one
+answer for the drift job's online-quality verdict, `rollback --check` and `audit`), how the
+champion moves (the gate, `approve`, `rollback`), who triggered a run, and the batch exports a
+version produced. The MLflow client is imported on first use (core's `registry` extra installs
+it), so core stays importable without it.
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .shared import CHAMPION, PREVIOUS_CHAMPION_TAG, tracking_uri
+from .shared import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION_TAG,
+    PROMOTION_LOG,
+    setting,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -56,3 +69,75 @@ def champion_line(mlflow_client: MlflowClient, name: str) -> ChampionLine:
         return ChampionLine(None, None)
     previous = (version.tags or {}).get(PREVIOUS_CHAMPION_TAG)
     return ChampionLine(str(version.version), previous or None)
+
+
+def make_champion(
+    mlflow_client: MlflowClient, name: str, version: str, previous: str | None, actor: str, at: str
+) -> None:
+    """Move `champion` to `version`, recording who, when and the champion it replaced."""
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    # `challenger` names a candidate still waiting; the new champion no longer is one.
+    if str(mlflow_client.get_registered_model(name).aliases.get(CHALLENGER)) == version:
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+    mlflow_client.set_model_version_tag(name, version, "promoted_at", at)
+    mlflow_client.set_model_version_tag(name, version, "promoted_by", actor)
+    if previous is not None and previous != version:
+        mlflow_client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous)
+
+
+def record_decision(decision: Mapping[str, Any], path: Path = PROMOTION_LOG) -> None:
+    """Append a gate, approval or rollback decision to the local promotion log (JSON lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(decision, sort_keys=True) + "\n")
+
+
+def triggered_by() -> tuple[str, str]:
+    """(actor, trigger): who or what started this run, from CI variables or the local user."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        event = os.environ.get("GITHUB_EVENT_NAME", "unknown")
+        return f"github:{os.environ.get('GITHUB_ACTOR', 'unknown')}", event
+    if os.environ.get("GITLAB_CI") == "true":
+        source = os.environ.get("CI_PIPELINE_SOURCE", "unknown")
+        return f"gitlab:{os.environ.get('GITLAB_USER_LOGIN', 'unknown')}", source
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}", setting("PIPELINE_TRIGGER")
+
+
+def now() -> str:
+    """A decision's timestamp: UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- Batch exports: the batch job logs one run per export, the audit lists them ---------------
+
+BATCH_EXPORT_KIND = "batch_export"
+
+
+def batch_experiment(name: str | None) -> str:
+    return f"{name or 'local-model'}-batch"
+
+
+def exports_of(mlflow_client: MlflowClient, name: str, version: str) -> list[dict[str, Any]]:
+    """The exports a registered version produced, newest first (from their MLflow runs)."""
+    experiment = mlflow_client.get_experiment_by_name(batch_experiment(name))
+    if experiment is None:
+        return []
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.kind = '{BATCH_EXPORT_KIND}' and tags.model_version = '{version}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        {
+            "date": run.data.tags["export.date"],
+            "path": run.data.tags["export.path"],
+            "rows": int(run.data.metrics.get("rows", 0)),
+            "checksum": run.data.tags["export.checksum"],
+            "run_id": run.info.run_id,
+        }
+        for run in runs
+    ]

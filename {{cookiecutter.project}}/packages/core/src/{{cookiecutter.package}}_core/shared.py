@@ -23,7 +23,7 @@ PROJECT = "{{ cookiecutter.project }}"
 
 
 class ExitCode(IntEnum):
-    """One convention for every command of every package (docs/reference/exit-codes.md)."""
+    """One convention for every command of every package (the README's "Exit codes")."""
 
     OK = 0
     FAILED = 1  # something that should have worked did not: a crash, a write, a service down
@@ -92,7 +92,13 @@ def model_name(environ: Mapping[str, str] | None = None) -> str:
 
 def model_uri(environ: Mapping[str, str] | None = None) -> str:
     """`MODEL_URI`, or the champion of `MODEL_NAME` in the registry."""
-    return setting("MODEL_URI", environ) or f"models:/{model_name(environ)}@{CHAMPION}"
+    return setting("MODEL_URI", environ) or registered_model_uri(model_name(environ), CHAMPION)
+
+
+def registered_model_uri(name: str, version_or_alias: str) -> str:
+    """`models:/<name>/<version>` for a version number, `models:/<name>@<alias>` otherwise."""
+    separator = "/" if str(version_or_alias).isdigit() else "@"
+    return f"models:/{name}{separator}{version_or_alias}"
 
 
 # --- The registry -----------------------------------------------------------------------------
@@ -103,6 +109,7 @@ PREVIOUS_CHAMPION_TAG = "previous_champion"
 # --- Files that one deployable writes and another reads --------------------------------------
 
 VALIDATED_DIR = Path("data/validated")  # the training window: the drift job's reference
+PROMOTION_LOG = Path("logs/promotions.jsonl")  # every gate, approval and rollback decision
 DRIFT_SUMMARY_FILE = "summary.json"
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from {{ cookiecutter.package }}_core.cli import BadInput
+from {{ cookiecutter.package }}_core.shared import PROMOTION_LOG, VALIDATED_DIR
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Paths:
 
     @property
     def validated(self) -> Path:
-        return self.root / "data" / "validated"
+        return self.root / VALIDATED_DIR
 
     @property
     def split(self) -> Path:
@@ -48,16 +48,19 @@ class Paths:
 
     @property
     def promotion_log(self) -> Path:
-        return self.root / "logs" / "promotions.jsonl"
+        return self.root / PROMOTION_LOG
 
 
 def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
-    """params.yaml as a dict; a missing or malformed file is a clear error."""
+    """params.yaml as a dict; a missing or malformed file is BadInput."""
     if not path.is_file():
-        raise SystemExit(f"ERROR: {path} not found; run from the project root")
-    params = yaml.safe_load(path.read_text())
+        raise BadInput(f"{path} not found; run from the project root")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise BadInput(f"{path} is not valid YAML: {error}") from error
     if not isinstance(params, dict):
-        raise SystemExit(f"ERROR: {path} must be a YAML mapping")
+        raise BadInput(f"{path} must be a YAML mapping")
     return params
 
 
@@ -78,10 +81,6 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-
-
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
@@ -89,5 +88,5 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SystemExit(f"ERROR: {path} not found; run the earlier pipeline stages first")
+        raise BadInput(f"{path} not found; run the earlier pipeline stages first (make pipeline)")
     return json.loads(path.read_text())

@@ -13,22 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.contract import (
     DataContractError,
     validate_events,
     validate_items,
 )
 from {{ cookiecutter.package }}_core.raw_tables import read_raw_table
+from {{ cookiecutter.package }}_core.shared import UNKNOWN_CATEGORY
 
 from .config import Paths, write_json
 
 log = logging.getLogger(__name__)
-UNKNOWN_CATEGORY = "unknown"
 
 
 def ingest(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     """Copy the raw events (and catalogue) into the workspace as all-string Parquet."""
     data = params["data"]
+    check_source(params, paths)
     paths.interim.mkdir(parents=True, exist_ok=True)
     events = read_raw_table(paths.root / data["source"])
     write_parquet(events, paths.interim / "events.parquet")
@@ -41,6 +43,16 @@ def ingest(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         (paths.interim / "items.parquet").unlink(missing_ok=True)
     log.info("ingested %d rows from %s", len(events), data["source"])
     return report
+
+
+def check_source(params: dict, paths: Paths) -> None:
+    """The raw events the pipeline starts from exist; otherwise say how to get them."""
+    source = paths.root / params["data"]["source"]
+    if not source.is_file():
+        raise BadInput(
+            f"{params['data']['source']} not found: `make data` writes synthetic events there, "
+            "or set data.source in params.yaml to your own events file"
+        )
 
 
 def validate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:

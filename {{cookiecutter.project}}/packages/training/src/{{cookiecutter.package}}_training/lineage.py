@@ -6,10 +6,8 @@ for the validated events, the actor from the CI environment or the local user.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -59,19 +57,3 @@ def file_md5(path: Path) -> str:
     """DVC's content hash of a file (md5 as a checksum, not as a security measure)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "md5").hexdigest()
-
-
-def triggered_by() -> tuple[str, str]:
-    """(actor, trigger): who or what started this run, from CI variables or the local user."""
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        event = os.environ.get("GITHUB_EVENT_NAME", "unknown")
-        return f"github:{os.environ.get('GITHUB_ACTOR', 'unknown')}", event
-    if os.environ.get("GITLAB_CI") == "true":
-        source = os.environ.get("CI_PIPELINE_SOURCE", "unknown")
-        return f"gitlab:{os.environ.get('GITLAB_USER_LOGIN', 'unknown')}", source
-    trigger = os.environ.get("PIPELINE_TRIGGER", "manual")
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}", trigger

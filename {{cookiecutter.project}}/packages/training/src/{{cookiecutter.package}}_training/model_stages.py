@@ -15,10 +15,10 @@ from scipy import sparse
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 from {{ cookiecutter.package }}_core.matrix import InteractionMatrix, build_interaction_matrix
 from {{ cookiecutter.package }}_core.models import PopularityRecommender, build_model
+from {{ cookiecutter.package }}_core.shared import UNKNOWN_CATEGORY
 from {{ cookiecutter.package }}_core.weighting import apply_weighting
 
 from .config import Paths, read_json, write_json
-from .data_stages import UNKNOWN_CATEGORY
 from .evaluation import evaluate_artifact
 
 log = logging.getLogger(__name__)

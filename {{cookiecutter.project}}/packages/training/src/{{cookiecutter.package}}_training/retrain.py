@@ -9,9 +9,6 @@ data/archive/. The weekly schedule and a drift verdict both run this one command
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,14 +87,6 @@ def _write_raw(table: pd.DataFrame, path: Path) -> None:
         gzipped = path.name.lower().endswith(".gz")
         table.to_csv(temporary, index=False, compression="gzip" if gzipped else None)
     temporary.replace(path)
-
-
-def run_pipeline(paths: Paths, trigger: str) -> int:
-    """`dvc repro`, as `make pipeline` runs it; the trigger goes on the new model version."""
-    env = {**os.environ, "PIPELINE_TRIGGER": trigger, "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"], cwd=paths.root, env=env
-    ).returncode
 
 
 def outcome(paths: Paths, registered_before: str | None) -> dict[str, Any] | None:

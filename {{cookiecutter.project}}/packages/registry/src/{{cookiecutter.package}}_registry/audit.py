@@ -9,20 +9,17 @@ store (the tags `register`, the gate, `approve` and `rollback` write) or from th
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .batch import exports_of
-from .config import tracking_uri
-from .registry import CHAMPION, champion_version, client
+from {{ cookiecutter.package }}_core.api_client import ApiClient
+from {{ cookiecutter.package }}_core.cli import BadInput
+from {{ cookiecutter.package }}_core.registry import champion_version, client, exports_of
+from {{ cookiecutter.package }}_core.shared import CHAMPION, tracking_uri
 
-MISSING = "-"
 # Version tags that are lineage written at register time, by section.
 CODE_TAGS = ("git_commit", "git_dirty")
 DATA_TAGS = ("dvc_data_hash", "data_source")
@@ -40,12 +37,12 @@ STEP_ORDER = (
 )
 
 
-class AuditError(Exception):
+class AuditError(BadInput):
     """The version, alias or API asked about cannot be found or reached."""
 
 
 def build(
-    params: dict[str, Any],
+    name: str,
     version: str | None = None,
     url: str | None = None,
     every: bool = False,
@@ -54,7 +51,6 @@ def build(
     API at `url` serves, or (`every`) of every version of the registered model, oldest first."""
     if sum((version is not None, url is not None, every)) > 1:
         raise AuditError("give one of --version, --url or --all")
-    name = params["registry"]["model_name"]
     mlflow_client = client()
     if every:
         numbers = versions_of(mlflow_client, name)
@@ -76,7 +72,7 @@ def versions_of(mlflow_client: MlflowClient, name: str) -> list[str]:
 
 def audit_served(mlflow_client: MlflowClient, name: str, url: str) -> dict[str, Any]:
     """The chain behind what the API at `url` serves, with what the API says about it."""
-    served = served_model(url)
+    served = ApiClient(url).model()
     version = str(served.get("version") or "")
     if not version.isdigit():
         raise AuditError(
@@ -98,24 +94,6 @@ def audit_served(mlflow_client: MlflowClient, name: str, url: str) -> dict[str, 
         "registry_champion": champion_version(mlflow_client, record["model_version"]["name"]),
     }
     return record
-
-
-def served_model(url: str) -> dict[str, Any]:
-    """`GET <url>/v1/model`: the model a running API serves."""
-    endpoint = f"{url.rstrip('/')}/v1/model"
-    try:
-        with urllib.request.urlopen(endpoint, timeout=10) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as error:
-        raise AuditError(f"the API at {url} answered {error.code} for /v1/model") from error
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise AuditError(f"cannot reach the API at {url}: {reason}") from error
-    except ValueError as error:
-        raise AuditError(f"the API at {url} did not answer JSON for /v1/model") from error
-    if not isinstance(answer, dict):
-        raise AuditError(f"the API at {url} did not describe a model on /v1/model")
-    return answer
 
 
 def audit_version(mlflow_client: MlflowClient, name: str, version: str) -> dict[str, Any]:
@@ -230,66 +208,6 @@ def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(dated, key=lambda step: (_sort_time(step["at"]), STEP_ORDER.index(step["step"])))
 
 
-def render(report: dict[str, Any] | list[dict[str, Any]]) -> str:
-    """The audit as sections of key/value rows, then the timeline (one block per version)."""
-    if isinstance(report, list):
-        return "\n\n".join(render(record) for record in report)
-    version, params = report["model_version"], report["params"]
-    sections = [
-        ("API", report["api"] or {}, None),
-        ("MODEL VERSION", version, "no record"),
-        ("TRAINING RUN", report["training_run"], "no record"),
-        ("CODE", report["code"], "no record"),
-        ("DATA", report["data"], "no record"),
-        ("PARAMS", {"params_hash": params["params_hash"], **params["logged"]}, "no record"),
-        ("METRICS (version tags)", _metric_rows(report["metrics"]["tags"]), "no record"),
-        ("GATE", report["gate"], "not gated"),
-        ("APPROVAL", report["approval"], "no approval record"),
-        ("PROMOTION", report["promotion"], "never champion"),
-        ("ROLLBACK", report["rollback"], "never rolled back"),
-        ("RESTORED", report["restored"], "never restored"),
-    ]
-    width = 2 + max(len(key) for _, rows, _ in sections for key in rows)
-    aliases = ", ".join(version["aliases"]) or "no alias"
-    lines = [f"== {version['name']} v{version['version']} ({aliases}) =="]
-    for title, rows, empty in sections:
-        if not rows and empty is None:
-            continue
-        lines.append(title)
-        if not rows:
-            lines.append(f"  ({empty})")
-        for key, value in rows.items():
-            lines.append(f"  {key:<{width}}{_text(value)}")
-    lines.append("BATCH EXPORTS")
-    if not report["exports"]:
-        lines.append("  (no export)")
-    for export in report["exports"]:
-        lines.append(
-            f"  {export['date']}  {export['rows']:>12,} rows  {export['path']}  "
-            f"(run {export['run_id']})"
-        )
-    lines.append("TIMELINE")
-    for step in report["timeline"]:
-        by, detail = _text(step["by"]), _text(step["detail"])
-        lines.append(f"  {step['at']:<26}{step['step']:<13}{by:<30}{detail}")
-    return "\n".join(lines)
-
-
-def _metric_rows(metrics: dict[str, str]) -> dict[str, str]:
-    """`ndcg_at_1`, `ndcg_at_5`... as one row `ndcg@k` with `1: ... 5: ...`, by increasing k."""
-    rows: dict[str, str] = {}
-    by_k: dict[str, list[tuple[int, str]]] = {}
-    for key, value in metrics.items():
-        base, _, k = key.rpartition("_at_")
-        if base and k.isdigit():
-            by_k.setdefault(f"{base}@k", []).append((int(k), value))
-        else:
-            rows[key] = value
-    for key, values in sorted(by_k.items()):
-        rows[key] = "  ".join(f"{k}: {value}" for k, value in sorted(values))
-    return rows
-
-
 def _model_version(mlflow_client: MlflowClient, name: str, version: str):
     try:
         if version.isdigit():
@@ -362,13 +280,3 @@ def _parsed(at: str) -> datetime | None:
     except ValueError:
         return None
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _text(value: Any) -> str:
-    if value is None or value == "":
-        return MISSING
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value) or MISSING
-    return str(value)

@@ -1,4 +1,4 @@
-"""`batch-recommend`: every known user's top-k as Parquet, from the model the API serves.
+"""The batch export: every known user's top-k as Parquet, from the model the API serves.
 
 The model comes through `MODEL_URI` exactly as the API loads it (alias, version or path; checksum
 and smoke test), and every answer through `ServingArtifact.rank_row`, the API's ranking and
@@ -34,9 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact, sha256_file
+from {{ cookiecutter.package }}_core.cli import Failed
 from {{ cookiecutter.package }}_core.model_source import LoadedModel, load_model
-
-from .config import tracking_uri
+from {{ cookiecutter.package }}_core.registry import BATCH_EXPORT_KIND, batch_experiment
+from {{ cookiecutter.package }}_core.shared import tracking_uri
 
 MANIFEST = "manifest.json"
 PART = re.compile(r"part-\d{5}\.parquet")
@@ -53,8 +54,11 @@ SCHEMA = pa.schema(
 )
 
 
-class ExportError(Exception):
+class ExportError(Failed):
     """The export could not be written; nothing visible was changed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; previous exports are untouched"
 
 
 @dataclass(frozen=True)
@@ -229,26 +233,12 @@ def _swap_into_place(staging: Path, partition: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run(params: dict[str, Any], args: Any) -> dict[str, Any]:
-    """The CLI command: resolve the model as the API does, export, log the run to MLflow."""
-    uri = (
-        args.model_uri
-        or os.environ.get("MODEL_URI")
-        or (f"models:/{params['registry']['model_name']}@champion")
-    )
-    settings = ExportSettings(
-        out=Path(args.out),
-        day=date.fromisoformat(args.date) if args.date else datetime.now(UTC).date(),
-        k=args.k,
-        chunk_size=args.chunk_size,
-        category=args.category,
-        catalog=Path(args.catalog) if args.catalog else None,
-        csv=args.csv,
-    )
+def run(uri: str, settings: ExportSettings, progress: bool = True) -> dict[str, Any]:
+    """Resolve the model as the API does, export, and log the export as an MLflow run."""
     # Memory-mapped: the export holds the chunk it works on, not every user's arrays.
     with tempfile.TemporaryDirectory(prefix="batch-model-") as download:
         model = load_model(uri, tracking_uri(), memory_map_in=Path(download))
-        result = export(model, settings, progress=not args.quiet)
+        result = export(model, settings, progress=progress)
         if result["status"] == "written":
             result["mlflow_run_id"] = _log_run(model, result)
         del model  # the mapped files go with the folder
@@ -260,11 +250,11 @@ def _log_run(model: LoadedModel, result: dict[str, Any]) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(f"{model.name or 'local-model'}-batch")
+    mlflow.set_experiment(batch_experiment(model.name))
     with mlflow.start_run(run_name=f"export-{result['date']}") as run:
         mlflow.set_tags(
             {
-                "kind": "batch_export",
+                "kind": BATCH_EXPORT_KIND,
                 "model_name": model.name or "",
                 "model_version": model.version,
                 "model_source": model.source,
@@ -279,25 +269,3 @@ def _log_run(model: LoadedModel, result: dict[str, Any]) -> str:
         )
         mlflow.log_dict(result, "export_manifest.json")
     return run.info.run_id
-
-
-def exports_of(mlflow_client: Any, model_name: str, version: str) -> list[dict[str, Any]]:
-    """The exports a registered version produced, newest first (from their MLflow runs)."""
-    experiment = mlflow_client.get_experiment_by_name(f"{model_name}-batch")
-    if experiment is None:
-        return []
-    runs = mlflow_client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.kind = 'batch_export' and tags.model_version = '{version}'",
-        order_by=["attributes.start_time DESC"],
-    )
-    return [
-        {
-            "date": run.data.tags["export.date"],
-            "path": run.data.tags["export.path"],
-            "rows": int(run.data.metrics.get("rows", 0)),
-            "checksum": run.data.tags["export.checksum"],
-            "run_id": run.info.run_id,
-        }
-        for run in runs
-    ]

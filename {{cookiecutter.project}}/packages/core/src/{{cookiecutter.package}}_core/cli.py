@@ -1,0 +1,78 @@
+"""The frame every console script shares: JSON logs, errors turned into the documented exit
+codes (`shared.ExitCode`), and the code passed on to `<project>-train pipeline` under DVC.
+
+Domain code raises `BadInput`, `CheckFailed` or `Failed` (or a subclass); the commands only parse,
+call and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .shared import ExitCode, configure_logging
+
+# Set by `<project>-train pipeline` around `dvc repro`: a stage that fails writes its exit code
+# here, because DVC itself exits 255 whatever the stage returned.
+EXIT_STATUS_FILE = "PIPELINE_EXIT_STATUS_FILE"
+
+
+class BadInput(Exception):
+    """Arguments, params, data or files at fault; nothing was changed (exit 2)."""
+
+
+class CheckFailed(Exception):
+    """The command ran and its check says no: a gate, a drift check, an SLO (exit 3)."""
+
+
+class Failed(Exception):
+    """Something that should have worked did not; nothing visible was changed (exit 1)."""
+
+
+Command = Callable[[argparse.Namespace], "int | None"]
+
+
+def parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, Callable]:
+    """A parser whose help shows every default, and a function that adds a subcommand."""
+    main = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    return main, command
+
+
+def run(main: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse, run the chosen command and turn its outcome into an exit code."""
+    configure_logging()
+    args = main.parse_args(argv)
+    try:
+        code = int(args.run(args) or ExitCode.OK)
+    except BadInput as error:
+        code = _fail(f"ERROR: {error}", ExitCode.BAD_INPUT)
+    except CheckFailed as error:
+        code = _fail(str(error), ExitCode.CHECK_FAILED)
+    except Failed as error:
+        code = _fail(f"ERROR: {error}", ExitCode.FAILED)
+    status_file = os.environ.get(EXIT_STATUS_FILE)
+    if status_file and code != ExitCode.OK:
+        Path(status_file).write_text(f"{code}\n")
+    return code
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    print(message, file=sys.stderr)
+    return int(code)

@@ -1,0 +1,131 @@
+"""`{{ cookiecutter.project }}-registry`: look at and act on the registered model's versions.
+
+Exit status (one convention for every command: the README's "Exit codes"):
+  0  done, or nothing to do (`rollback --check` found no reason to roll back)
+  1  failed: the registry or a file could not be written
+  2  bad input: unknown version, a refused action (nothing changed), an API that does not answer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from {{ cookiecutter.package }}_core import cli
+from {{ cookiecutter.package }}_core.shared import CHAMPION, model_name, setting
+
+from . import actions, audit, audit_text
+
+
+def lineage(args: argparse.Namespace) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from {{ cookiecutter.package }}_core.registry import client, exports_of
+
+    name, mlflow_client = model_name(), client()
+    try:
+        if args.version:
+            version = mlflow_client.get_model_version(name, args.version)
+        else:
+            version = mlflow_client.get_model_version_by_alias(name, args.alias)
+    except MlflowException as error:
+        wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
+        raise cli.BadInput(f"{name} has no {wanted} in the registry") from error
+    record = {
+        "model_name": name,
+        "version": str(version.version),
+        "aliases": list(version.aliases),
+        "run_id": version.run_id,
+        "tags": dict(sorted(version.tags.items())),
+        "exports": exports_of(mlflow_client, name, str(version.version)),
+    }
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return
+    print(f"{name} v{record['version']} aliases={','.join(record['aliases'])}")
+    print(f"  training run      {record['run_id']}")
+    for key, value in record["tags"].items():
+        print(f"  {key:<28}{value}")
+    for export in record["exports"]:
+        print(f"  export {export['date']}: {export['rows']:,} rows in {export['path']}")
+
+
+def approve(args: argparse.Namespace) -> None:
+    record = actions.approve(model_name(), args.version, args.reason)
+    print(f"approved v{record['version']} by {record['decided_by']}: it is the champion")
+
+
+def rollback(args: argparse.Namespace) -> None:
+    reason = args.reason
+    if args.check:
+        params = _params(args.params)
+        reason, checked = actions.rollback_reason(
+            model_name(), args.feedback, params["monitoring"], args.url
+        )
+        if reason is None:
+            print(f"no rollback needed: {checked}")
+            return
+    record = actions.rollback(model_name(), reason or "", args.to)
+    print(f"rolled back from v{record['from_version']} to v{record['version']}: {reason}")
+
+
+def show_audit(args: argparse.Namespace) -> None:
+    report = audit.build(model_name(), args.version, args.url, args.all)
+    print(json.dumps(report, indent=2) if args.json else audit_text.render(report))
+
+
+def _params(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise cli.BadInput(f"{path} not found; run from the project root")
+    return yaml.safe_load(path.read_text())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, command = cli.parser("{{ cookiecutter.project }}-registry", __doc__)
+
+    lin = command("lineage", lineage, "a model version and its lineage tags and exports")
+    lin.add_argument("--alias", default=CHAMPION, help="alias to show")
+    lin.add_argument("--version", help="version number to show (instead of --alias)")
+    lin.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ok = command("approve", approve, "make a challenger that waits for approval the champion")
+    ok.add_argument("--version", required=True, help="the version waiting for approval")
+    ok.add_argument("--reason", required=True, help="why (recorded with who and when)")
+
+    back = command("rollback", rollback, "move champion back to the previous champion")
+    back.add_argument("--reason", help="why (required by hand; --check gives its own)")
+    back.add_argument("--to", help="version to return to (default: the previous champion)")
+    back.add_argument(
+        "--check",
+        action="store_true",
+        help="roll back only if online quality dropped or the API (--url) cannot load it",
+    )
+    back.add_argument(
+        "--feedback",
+        type=Path,
+        default=Path(setting("EVENTS_LOG")),
+        help="the API's feedback events log ($EVENTS_LOG)",
+    )
+    back.add_argument("--url", help="a running API to ask for reload failures (with --check)")
+    back.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="thresholds (monitoring:)"
+    )
+
+    chain = command("audit", show_audit, "the chain behind a version: run, code, data, gate")
+    chain.add_argument("--version", help="version number or alias (default: champion)")
+    chain.add_argument("--url", help="a running API: audit the version it serves")
+    chain.add_argument("--all", action="store_true", help="every version of the model")
+    chain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`register`: log the training run (params, metrics, plots, artifact) and register the model
+as a new version with its lineage, aliased `challenger`.
+
+Aliases, not stages: the new version becomes `champion` only through the gate (`gate.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models.model import ModelInfo
+
+from {{ cookiecutter.package }}_core.cli import BadInput
+from {{ cookiecutter.package }}_core.model_source import ARTIFACT_KEY
+from {{ cookiecutter.package }}_core.registry import client, now, triggered_by
+from {{ cookiecutter.package }}_core.shared import CHALLENGER, model_name, tracking_uri
+
+from . import lineage
+from .config import Paths, params_hash, read_json, write_json
+from .pyfunc import INPUT_EXAMPLE, SIGNATURE, RecommenderModel
+
+log = logging.getLogger(__name__)
+
+
+def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """Log a training run (params, metrics, plots, artifact) and register it as `challenger`."""
+    name = model_name()
+    model = params["model"]["name"]
+    metrics = read_json(paths.reports / "metrics.json")
+    if model not in metrics["models"]:
+        raise BadInput(f"model.name {model!r} is not among the evaluated candidates")
+    mlflow_client = client()
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(name)
+    commit, dirty = lineage.git_commit(paths.root)
+    actor, trigger = triggered_by()
+    data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
+    model_params = {key: params[key] for key in ("matrix", "model", "artifact", "split")}
+    primary = metrics["models"][model]["warm"]
+    tags = {
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "dvc_data_hash": data_hash,
+        "data_source": params["data"]["source"],
+        "params_hash": params_hash(model_params),
+        "model": model,
+        "triggered_by": actor,
+        "trigger": trigger,
+    }
+    with mlflow.start_run(run_name=f"{model}-{data_hash[:8]}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params(_flatten(model_params))
+        for candidate, report in metrics["models"].items():
+            for group, values in report.items():
+                mlflow.log_metrics(
+                    {f"{candidate}.{group}.{key}": value for key, value in values.items()}
+                )
+        mlflow.log_metrics(primary)
+        for report in ("validation.json", "split.json", "train.json", "metrics.json"):
+            mlflow.log_artifact(str(paths.reports / report), artifact_path="reports")
+        mlflow.log_artifacts(str(paths.reports / "plots"), artifact_path="plots")
+        mlflow.log_figure(_curves_figure(paths.reports / "plots"), "plots/ranking_curves.png")
+        info = log_serving_model(paths.models / model, name)
+    version = str(info.registered_model_version)
+    version_tags = {
+        **tags,
+        "training_run_id": run.info.run_id,
+        "registered_at": now(),
+        **{f"metric.{key}": f"{value:.6f}" for key, value in primary.items()},
+    }
+    for key, value in version_tags.items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
+    record = {
+        "model_name": name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{name}/{version}",
+        "model": model,
+        "dvc_data_hash": data_hash,
+        "git_commit": commit,
+    }
+    write_json(paths.reports / "registered.json", record)
+    log.info("registered %s version %s as %s", name, version, CHALLENGER)
+    return record
+
+
+def log_serving_model(artifact_path: Path, name: str) -> ModelInfo:
+    """Log a serving artifact as a pyfunc model in the active run and register it as `name`."""
+    return mlflow.pyfunc.log_model(
+        name="recommender",
+        python_model=RecommenderModel(),
+        artifacts={ARTIFACT_KEY: str(artifact_path)},
+        signature=SIGNATURE,
+        input_example=INPUT_EXAMPLE,
+        registered_model_name=name,
+        code_paths=_package_dirs(),
+        pip_requirements=_pip_requirements(),
+    )
+
+
+def _curves_figure(folder: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("ndcg", "recall"), strict=True):
+        curves = pd.read_csv(folder / f"{metric}_at_k.csv").set_index("k")
+        curves.plot(ax=axis, marker="o", title=f"{metric.upper()}@k (warm users)")
+        axis.set_xlabel("k")
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _package_dirs() -> list[str]:
+    """The core and training packages travel with the model, so pyfunc loads anywhere."""
+    from {{ cookiecutter.package }}_core import __file__ as core_init
+
+    return [str(Path(core_init).parent), str(Path(__file__).parent)]
+
+
+def _pip_requirements() -> list[str]:
+    # Listed explicitly: MLflow's inference would load the model in a subprocess to find them.
+    import yaml
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"pyyaml=={yaml.__version__}",
+    ]
