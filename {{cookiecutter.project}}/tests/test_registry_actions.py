@@ -208,6 +208,43 @@ def audit_json(capsys, *args: str):
     return json.loads(capsys.readouterr().out)
 
 
+def drift_quality(paths: Paths, feedback: Path, capsys) -> dict:
+    """The drift job's online-quality verdict (the real job, evidently included)."""
+    from {{ cookiecutter.package }}_monitoring.cli import main as monitor_main
+    from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
+
+    incoming = paths.root / "data" / "incoming"
+    if not incoming.is_dir():
+        params = yaml.safe_load((paths.root / "params.yaml").read_text())["synthetic"]
+        week = {"n_events": 20_000, "start": "2026-02-02", "days": 7}
+        write_dataset(*generate(**{**params, **week}), incoming)
+    out = paths.root / "reports" / "drift"
+    code = monitor_main(["drift", "--feedback", str(feedback), "--out", str(out)])
+    capsys.readouterr()
+    assert code in (0, 3)
+    return json.loads((out / "summary.json").read_text())["online_quality"]
+
+
+def test_after_a_rollback_drift_and_rollback_judge_the_same_champion(project, capsys):
+    """Both ask the registry who is champion and who came before it, so a rollback that makes
+    v1 champion again changes both verdicts alike (the feedback log alone would say v2)."""
+    params, paths = project
+    approve_v2(capsys)
+    feedback = feedback_log(paths.root / "logs" / "f.jsonl", {"1": (400, 40), "2": (400, 4)})
+    before = drift_quality(paths, feedback, capsys)
+    assert (before["champion"], before["previous"], before["drop"]) == ("2", "1", True)
+
+    assert main(["rollback", "--check", "--feedback", str(feedback)]) == 0
+    assert before["reason"] in capsys.readouterr().out
+    assert champion(params) == "1"
+
+    after = drift_quality(paths, feedback, capsys)
+    assert (after["champion"], after["previous"], after["drop"]) == ("1", None, False)
+    assert main(["rollback", "--check", "--feedback", str(feedback)]) == 0
+    assert capsys.readouterr().out == f"no rollback needed: {after['reason']}\n"
+    assert champion(params) == "1"
+
+
 def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     params, paths = project
     name = model_name()
