@@ -1,5 +1,6 @@
-"""The pre-generation hook: each rule on its own, then bad answers through the cookiecutter CLI
-for real (a refusal is one line of ours and writes nothing).
+"""The hooks: each pre-generation rule on its own, the post-generation helpers, then both through
+the cookiecutter CLI for real (a refusal is one line of ours and writes nothing; a bake says what
+to run next).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conftest import (
     tool,
 )
 
-from hooks import pre_gen_project
+from hooks import post_gen_project, pre_gen_project
 from hooks.pre_gen_project import (
     PROBE_PROJECT,
     UNSUPPORTED_COMBINATIONS,
@@ -226,6 +227,78 @@ def test_an_unsupported_combination_is_refused(monkeypatch: pytest.MonkeyPatch):
     assert refused(answers(ci_provider="none", deploy_target="ansible")) is None
 
 
+# --- The post-generation helpers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ci_provider", "deploy_target", "copied"),
+    [
+        (
+            "github",
+            "kubernetes+ansible",
+            {"ci/github": ".github", "k8s": "k8s", "ansible": "ansible"},
+        ),
+        ("gitlab", "kubernetes", {"ci/gitlab/gitlab-ci.yml": ".gitlab-ci.yml", "k8s": "k8s"}),
+        ("none", "ansible", {"ansible": "ansible"}),
+        ("none", "none", {}),
+    ],
+)
+def test_only_the_selected_modules_are_copied(
+    monkeypatch: pytest.MonkeyPatch, ci_provider: str, deploy_target: str, copied: dict
+):
+    calls = []
+    monkeypatch.setattr(
+        post_gen_project, "vendor_module", lambda source, target: calls.append((source, target))
+    )
+    post_gen_project.vendor_selected_modules(
+        TEMPLATE_ROOT, answers(ci_provider=ci_provider, deploy_target=deploy_target)
+    )
+    assert calls == [(TEMPLATE_ROOT / source, Path(target)) for source, target in copied.items()]
+
+
+def test_payload_folders_of_an_unselected_module_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("k8s/overlays/dev", "ansible/group_vars"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "rendered.yml").write_text("rendered: true\n")
+    post_gen_project.remove_unselected_modules("kubernetes")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yml")) == [
+        "k8s/overlays/dev/rendered.yml"
+    ]
+    post_gen_project.remove_unselected_modules("none")  # and without the folders, no error
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("shell_dir", "cd"),
+    [("made-in", "cd shop-recommender"), (".", "cd made-in/shop-recommender"), ("elsewhere", None)],
+)
+def test_next_commands_cd_from_the_users_shell(
+    tmp_path: Path, capsys: pytest.CaptureFixture, shell_dir: str, cd: str | None
+):
+    project = tmp_path.resolve() / "made-in" / "shop-recommender"
+    post_gen_project.print_next_commands(project, str(tmp_path / shell_dir))
+    cd = cd or f"cd {project}"
+    assert capsys.readouterr().out == (
+        f"shop-recommender is ready. Next:\n  {cd}\n  make setup\n  make data pipeline\n"
+    )
+
+
+def test_next_commands_without_a_shell_folder_cd_to_the_full_path(capsys: pytest.CaptureFixture):
+    post_gen_project.print_next_commands(Path("/srv/shop-recommender"), None)
+    assert "  cd /srv/shop-recommender\n" in capsys.readouterr().out
+
+
+def test_next_commands_are_the_readmes():
+    """The template README's "Generate your own project" names the commands the hook prints."""
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    section = readme.split("## Generate your own project", 1)[1].split("\n## ", 1)[0]
+    for command in ("cd <project>", *post_gen_project.NEXT_COMMANDS):
+        assert command in section, command
+
+
 # --- Through the cookiecutter CLI --------------------------------------------------------------
 
 
@@ -320,3 +393,15 @@ def test_each_unsupported_combination_fails_in_the_hook(
     assert result.returncode == 1
     assert len(our_lines(result.stderr)) == 1, result.stderr
     assert list(output.iterdir()) == []
+
+
+def test_a_bake_prints_the_next_commands(tmp_path: Path, cookiecutter_config: Path):
+    result, output = cookiecutter_cli(tmp_path, cookiecutter_config)
+    assert result.returncode == 0, result.stderr
+    project = DEFAULTS["project"]
+    assert result.stdout.endswith(
+        f"{project} is ready. Next:\n  cd out/{project}\n  make setup\n  make data pipeline\n"
+    )
+    for targets in (["setup"], ["data", "pipeline"]):
+        dry_run = run(["make", "-n", *targets], cwd=output / project, check=False)
+        assert dry_run.returncode == 0, dry_run.stderr
