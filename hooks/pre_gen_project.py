@@ -3,8 +3,8 @@
 Cookiecutter itself refuses a value outside a choice list, except from a replay file. This hook
 checks what it cannot: the slug, the package name, the e-mail, a choice replayed from a file,
 names already taken by the project's own dependencies, and combinations of options that are not
-supported. A refusal is one line (the field, the value and
-the rule) and exit status 1; cookiecutter then removes the half-made project folder.
+supported. A refusal is one line (the field, the value and the rule) and exit status 1;
+cookiecutter then removes the half-made project folder.
 """
 
 import json
@@ -130,8 +130,8 @@ def refuse_dependency_names(answers: dict, pyprojects: list[dict]) -> str | None
 
 
 def refuse_unknown_choice(answers: dict, choices: dict[str, list[str]]) -> str | None:
-    """Cookiecutter refuses an unknown choice from the command line, a prompt or the user
-    config, but not from a replay file (`--replay-file`), whose answers it takes as they are."""
+    """Cookiecutter refuses an unknown choice on the command line (the user config's it ignores;
+    a prompt offers none), but takes a replay file's answers (`--replay-file`) as they are."""
     for field, allowed in choices.items():
         if answers.get(field) not in allowed:
             return f"{field}: {answers.get(field)!r} is not one of {', '.join(allowed)}"
