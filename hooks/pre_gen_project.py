@@ -14,9 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-# The hook runs under the interpreter that runs cookiecutter, so its helpers are importable.
-from cookiecutter.find import find_template
-from cookiecutter.utils import create_env_with_context
+# The hook runs under the interpreter that runs cookiecutter, so its Jinja environment is here.
+from cookiecutter.environment import StrictEnvironment
 
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SLUG_MAX_LENGTH = 50
@@ -62,7 +61,11 @@ def read_payload_pyprojects(payload: Path, answers: dict) -> list[dict]:
     """Every pyproject.toml of the payload, rendered as cookiecutter renders it, with the probe
     slug in place of the project's (so its own names are told apart from its dependencies)."""
     probe = {**answers, "project": PROBE_PROJECT, "package": PROBE_PROJECT.replace("-", "_")}
-    environment = create_env_with_context({"cookiecutter": probe})
+    environment = StrictEnvironment(
+        context={"cookiecutter": probe},
+        keep_trailing_newline=True,
+        **probe.get("_jinja2_env_vars", {}),
+    )
     return [
         tomllib.loads(environment.from_string(path.read_text()).render(cookiecutter=probe))
         for path in sorted(payload.rglob("pyproject.toml"))
@@ -171,6 +174,15 @@ def find_template_root(repo_dir: str, extension_root: str) -> Path:
     sys.exit(f"ERROR: cannot find the template (tried {repo_dir!r} and {extension_root!r})")
 
 
+def find_payload(template_root: Path) -> Path:
+    """The payload folder: as cookiecutter finds it, the one named after a cookiecutter variable
+    (the name is not spelled out here, since cookiecutter renders this file with Jinja)."""
+    for path in sorted(template_root.iterdir()):
+        if path.is_dir() and path.name.startswith("{") and "cookiecutter" in path.name:
+            return path
+    sys.exit(f"ERROR: cannot find the payload folder in {str(template_root)!r}")
+
+
 def read_choices(template_root: Path) -> dict[str, list[str]]:
     """The choice lists of the template's cookiecutter.json (its private `_` keys aside)."""
     config = json.loads((template_root / "cookiecutter.json").read_text())
@@ -186,8 +198,8 @@ def main() -> None:
     root = find_template_root(answers.get("_repo_dir", ""), "{{ template_root }}")
     # The payload may use the template's Jinja extensions (local_extensions.py).
     sys.path.insert(0, str(root))
-    payload = find_template(root, create_env_with_context({}))
-    message = refusal(answers, read_choices(root), read_payload_pyprojects(payload, answers))
+    pyprojects = read_payload_pyprojects(find_payload(root), answers)
+    message = refusal(answers, read_choices(root), pyprojects)
     if message:
         sys.exit(f"ERROR: {message}")
 

@@ -27,6 +27,7 @@ from hooks.pre_gen_project import (
     PROBE_PROJECT,
     UNSUPPORTED_COMBINATIONS,
     dependency_names,
+    find_payload,
     normalize,
     read_choices,
     read_payload_pyprojects,
@@ -148,6 +149,10 @@ def baked_pyprojects(tmp_path_factory: pytest.TempPathFactory, cookiecutter_conf
     """The default bake's pyproject.toml files, as cookiecutter rendered them."""
     project = bake(tmp_path_factory.mktemp("dependencies"), cookiecutter_config)
     return [tomllib.loads(path.read_text()) for path in sorted(project.rglob("pyproject.toml"))]
+
+
+def test_the_hook_finds_the_payload_as_cookiecutter_does():
+    assert find_payload(TEMPLATE_ROOT) == PAYLOAD_DIR
 
 
 def test_dependency_names_hold_the_pins_and_every_members_dependencies(baked_pyprojects):
