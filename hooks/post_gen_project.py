@@ -1,8 +1,9 @@
-"""Compose the generated monorepo: vendor the selected modules, prune the rest, record the
-answers for `cruft update`, and make the first git commit."""
+"""Compose the generated monorepo: vendor the selected modules, prune what was not selected,
+record the answers for `cruft update`, make the first git commit and say what to run next."""
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,10 @@ from pathlib import Path
 
 MODULES = ("ci", "ansible", "k8s")
 ANSWERS_FILE = ".cookiecutter.json"
+# The deployment modules by the word that selects them in `deploy_target` ("kubernetes+ansible").
+DEPLOY_MODULES = {"kubernetes": "k8s", "ansible": "ansible"}
+# What the user runs first; the template README's "Generate your own project" says the same.
+NEXT_COMMANDS = ("make setup", "make data pipeline")
 
 
 def find_template_root(repo_dir: str, extension_root: str) -> Path:
@@ -28,23 +33,38 @@ def find_template_root(repo_dir: str, extension_root: str) -> Path:
     )
 
 
+def select_modules(answers: dict) -> dict[str, str]:
+    """The module paths (in the template) to vendor, mapped to their place in the project."""
+    modules = {}
+    if answers["ci_provider"] == "github":
+        modules["ci/github"] = ".github"
+    elif answers["ci_provider"] == "gitlab":
+        modules["ci/gitlab/gitlab-ci.yml"] = ".gitlab-ci.yml"
+    for word in answers["deploy_target"].split("+"):
+        if word in DEPLOY_MODULES:
+            modules[DEPLOY_MODULES[word]] = DEPLOY_MODULES[word]
+    return modules
+
+
 def vendor_module(source: Path, target: Path) -> None:
-    """Copy a module folder verbatim (no Jinja), merging into what the payload rendered."""
-    shutil.copytree(source, target, dirs_exist_ok=True)
+    """Copy a module file or folder verbatim (no Jinja), merging into what the payload rendered."""
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, target)
 
 
-def vendor_ci(template_root: Path, provider: str) -> None:
-    if provider == "github":
-        vendor_module(template_root / "ci" / "github", Path(".github"))
-    elif provider == "gitlab":
-        shutil.copyfile(template_root / "ci" / "gitlab" / "gitlab-ci.yml", ".gitlab-ci.yml")
+def vendor_selected_modules(template_root: Path, answers: dict) -> None:
+    for source, target in select_modules(answers).items():
+        vendor_module(template_root / source, Path(target))
 
 
-def remove_unselected(deploy_target: str) -> None:
-    if "kubernetes" not in deploy_target:
-        shutil.rmtree("k8s")
-    if "ansible" not in deploy_target:
-        shutil.rmtree("ansible")
+def remove_unselected_modules(deploy_target: str) -> None:
+    """Remove the payload's rendered files of a deployment module that was not selected."""
+    selected = deploy_target.split("+")
+    for word, folder in DEPLOY_MODULES.items():
+        if word not in selected and Path(folder).exists():
+            shutil.rmtree(folder)
 
 
 def remove_license_if_proprietary(license_name: str) -> None:
@@ -78,16 +98,29 @@ def git_init_and_commit(author_name: str, author_email: str) -> None:
     run("commit", "--quiet", "--no-verify", "-m", "Initial commit from cookiecutter-unified-mlops")
 
 
+def print_next_commands(project_dir: Path, shell_dir: str | None) -> None:
+    """Say what to run first, starting with a `cd` from the user's shell folder (its $PWD):
+    a relative path when the project was made below it, else the full path."""
+    folder = project_dir
+    if shell_dir and project_dir.is_relative_to(Path(shell_dir).resolve()):
+        folder = project_dir.relative_to(Path(shell_dir).resolve())
+    print(f"{project_dir.name} is ready. Next:")
+    for command in (f"cd {shlex.quote(str(folder))}", *NEXT_COMMANDS):
+        print(f"  {command}")
+
+
 def main() -> None:
     answers = json.loads(r"""{{ cookiecutter | jsonify }}""")
     root = find_template_root(answers.get("_repo_dir", ""), "{{ template_root }}")
-    for module in ("ansible", "k8s"):
-        vendor_module(root / module, Path(module))
-    vendor_ci(root, answers["ci_provider"])
-    remove_unselected(answers["deploy_target"])
+    remove_unselected_modules(answers["deploy_target"])
+    vendor_selected_modules(root, answers)
     remove_license_if_proprietary(answers["license"])
     record_answers(answers)
     git_init_and_commit(answers["author_name"], answers["author_email"])
+    # cruft (whose context has `_commit`) also renders the template into a temporary folder
+    # for every check, diff and update, where a `cd` would only mislead.
+    if "_commit" not in answers:
+        print_next_commands(Path.cwd().resolve(), os.environ.get("PWD"))
 
 
 if __name__ == "__main__":

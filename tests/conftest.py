@@ -140,16 +140,27 @@ def baked(
     return Bake(bake(output, cookiecutter_config, **config), config, answers_for(config))
 
 
-# --- What a bake must hold: the payload tree rendered, plus the selected modules -------------
+# --- Where a generated file comes from (the SET of files is tests/expected_files.py) -----------
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a generated file comes from: a payload file (rendered or copied) or a module file."""
+    """Where a generated file comes from: a payload file (rendered or copied), a module file, or
+    none (`path` None: the post-generation hook wrote it)."""
 
-    path: Path
+    path: Path | None
     vendored: bool = False
     rendered: bool = True
+
+
+# Each module's place in a project that selects it (which modules a project gets is the
+# expected file list's business, not this map's).
+MODULE_PLACES = {
+    "ci/github": ".github",
+    "ci/gitlab/gitlab-ci.yml": ".gitlab-ci.yml",
+    "k8s": "k8s",
+    "ansible": "ansible",
+}
 
 
 def _tree(root: Path) -> Iterator[Path]:
@@ -166,34 +177,10 @@ def _copy_without_render(relative: str, answers: dict) -> bool:
     return any(fnmatch.fnmatch(c, p) for c in candidates for p in patterns)
 
 
-def module_sources(answers: dict) -> dict[str, Source]:
-    """The module files the post-generation hook vendors for these answers."""
-    modules: dict[str, Path] = {}
-    if answers["ci_provider"] == "github":
-        modules[".github"] = TEMPLATE_ROOT / "ci" / "github"
-    elif answers["ci_provider"] == "gitlab":
-        modules[".gitlab-ci.yml"] = TEMPLATE_ROOT / "ci" / "gitlab" / "gitlab-ci.yml"
-    if "ansible" in answers["deploy_target"]:
-        modules["ansible"] = TEMPLATE_ROOT / "ansible"
-    if "kubernetes" in answers["deploy_target"]:
-        modules["k8s"] = TEMPLATE_ROOT / "k8s"
-    sources = {}
-    for target, source in modules.items():
-        if source.is_file():
-            sources[target] = Source(source, vendored=True, rendered=False)
-        for path in _tree(source) if source.is_dir() else ():
-            relative = path.relative_to(source).as_posix()
-            sources[f"{target}/{relative}"] = Source(path, vendored=True, rendered=False)
-    return sources
-
-
-def expected_sources(answers: dict) -> dict[str, Source]:
-    """Every file a bake with these answers must hold, mapped to where it comes from.
-
-    Per-option rules (mirroring hooks/post_gen_project.py): modules are merged over the rendered
-    payload; an unselected deployment module is removed whole, payload files included; the
-    answers are recorded in `.cookiecutter.json`; a proprietary project has no LICENSE. `.git/`
-    is checked elsewhere.
+def file_sources(answers: dict) -> dict[str, Source]:
+    """The source of every file a bake with these answers may hold, by its path in the project:
+    each payload file under its rendered name, each module file at its module's place (a module
+    file wins over a payload file at the same place: the hook copies it over), the answers file.
     """
     environment = StrictEnvironment(context={"cookiecutter": answers})
     sources: dict[str, Source] = {}
@@ -201,16 +188,14 @@ def expected_sources(answers: dict) -> dict[str, Source]:
         relative = path.relative_to(PAYLOAD_DIR).as_posix()
         target = environment.from_string(relative).render(cookiecutter=answers)
         sources[target] = Source(path, rendered=not _copy_without_render(relative, answers))
-    sources.update(module_sources(answers))
-    for module, selected in (
-        ("ansible", "ansible" in answers["deploy_target"]),
-        ("k8s", "kubernetes" in answers["deploy_target"]),
-    ):
-        if not selected:
-            sources = {t: s for t, s in sources.items() if not t.startswith(f"{module}/")}
-    if answers["license"] == "Proprietary":
-        sources.pop(LICENSE_FILE, None)
-    sources[ANSWERS_FILE] = Source(Path(ANSWERS_FILE), rendered=False)
+    for module, place in MODULE_PLACES.items():
+        source = TEMPLATE_ROOT / module
+        if source.is_file():
+            sources[place] = Source(source, vendored=True, rendered=False)
+        for path in _tree(source) if source.is_dir() else ():
+            relative = path.relative_to(source).as_posix()
+            sources[f"{place}/{relative}"] = Source(path, vendored=True, rendered=False)
+    sources[ANSWERS_FILE] = Source(None, rendered=False)
     return sources
 
 

@@ -25,11 +25,12 @@ from conftest import (
     Bake,
     answers_for,
     bake,
-    expected_sources,
+    file_sources,
     public_answers,
     run,
     tool,
 )
+from expected_files import BY_OPTION, expected_files
 
 # Jinja left unrendered: `{{` (but not GitHub's `${{`), `{%`, or a cookiecutter variable.
 # `.cookiecutter.json`, the answers file, is a name that may be mentioned.
@@ -87,19 +88,40 @@ def test_matrix_covers_the_product_of_interacting_options():
 # --- Shape of the bake -----------------------------------------------------------------------
 
 
-def test_file_set_is_exactly_the_payload_plus_selected_modules(baked: Bake):
-    expected = set(expected_sources(baked.answers))
+def test_expected_files_cover_every_choice_of_every_option():
+    """tests/expected_files.py names the files of every value cookiecutter.json offers."""
+    choice_options = {
+        key: value
+        for key, value in COOKIECUTTER_JSON.items()
+        if isinstance(value, list) and not key.startswith("_")
+    }
+    assert {option: list(values) for option, values in BY_OPTION.items()} == choice_options
+
+
+def test_file_set_is_exactly_the_expected_list(baked: Bake):
+    """The files of tests/expected_files.py, written out by hand, and no others."""
+    expected = expected_files(baked.config)
     actual = baked.files()
-    assert sorted(actual - expected) == [], "unexpected files"
-    assert sorted(expected - actual) == [], "missing files"
+    unexpected, missing = sorted(actual - expected), sorted(expected - actual)
+    assert (unexpected, missing) == ([], []), (
+        "update tests/expected_files.py if the change is meant\n"
+        + "".join(f"  unexpected: {path}\n" for path in unexpected)
+        + "".join(f"  missing:    {path}\n" for path in missing)
+    )
+
+
+def test_every_file_has_a_source(baked: Bake):
+    """Each file comes from the payload, a module or the hook (the checks below look it up)."""
+    sources = file_sources(baked.answers)
+    assert sorted(baked.files() - set(sources)) == []
 
 
 def test_no_template_residue(baked: Bake):
-    sources = expected_sources(baked.answers)
+    sources = file_sources(baked.answers)
     found = []
     for relative, text in text_files(baked).items():
         source = sources.get(relative)
-        if source is None:  # an unexpected file: reported by the file-set test
+        if source is None:  # a file of no known source: reported by the test above
             continue
         foreign_braces = not source.rendered or RAW_BLOCK.search(source.path.read_text())
         pattern = TEMPLATE_VARIABLE if foreign_braces else RESIDUE
@@ -108,8 +130,10 @@ def test_no_template_residue(baked: Bake):
 
 
 def test_vendored_module_files_are_verbatim_copies(baked: Bake):
-    for relative, source in expected_sources(baked.answers).items():
-        if source.vendored:
+    sources = file_sources(baked.answers)
+    for relative in sorted(baked.files()):
+        source = sources.get(relative)
+        if source is not None and source.vendored:
             assert (baked.path / relative).read_bytes() == source.path.read_bytes(), relative
 
 

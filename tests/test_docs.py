@@ -1,9 +1,12 @@
-"""The docs build strictly and the options table matches cookiecutter.json."""
+"""The docs build strictly, the options table matches cookiecutter.json and the refusals quoted
+in the options page are the hook's."""
 
+import re
 import subprocess
 import sys
 
-from tests.conftest import TEMPLATE_ROOT, VENV_BIN
+from hooks.pre_gen_project import read_choices, read_payload_pyprojects, refusal
+from tests.conftest import PAYLOAD_DIR, TEMPLATE_ROOT, VENV_BIN, answers_for
 
 
 def test_options_table_is_generated_from_cookiecutter_json():
@@ -25,3 +28,16 @@ def test_mkdocs_builds_strictly(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "decisions" / "0003-serving-artifact" / "index.html").is_file()
+
+
+def test_the_refusals_in_the_options_page_are_the_hooks():
+    """Each `ERROR: field: 'value' ...` line of docs/options.md is what the hook prints for it."""
+    defaults = answers_for({})
+    choices = read_choices(TEMPLATE_ROOT)
+    pyprojects = read_payload_pyprojects(PAYLOAD_DIR, defaults)
+    text = (TEMPLATE_ROOT / "docs" / "options.md").read_text()
+    lines = sorted(set(re.findall(r"ERROR: (\w+): '([^']*)'([^`\n]*)", text)))
+    assert len(lines) >= 8
+    for field, value, rest in lines:
+        message = refusal({**defaults, field: value}, choices, pyprojects)
+        assert message == f"{field}: {value!r}{rest}"

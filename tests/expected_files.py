@@ -1,0 +1,193 @@
+"""The exact files of a bake, written out by hand: never computed from the payload or the hooks.
+
+A bake holds the PAYLOAD files, the files that each option's chosen value adds (BY_OPTION), and
+the answers file the post-generation hook writes. The matrix bakes the default project name, so
+paths carry the default package name, `shop_recommender`.
+
+To update after a change to the payload, a module or a hook: edit the lists below (one path per
+line, sorted within each `#` group; `paths` refuses an unsorted group). The file-set test of
+tests/test_bake.py prints the unexpected and missing files of each configuration in this format.
+To list a whole bake: `rm -rf build/shop-recommender && scripts/bake.sh build`, then in
+build/shop-recommender `find . -type f -not -path './.git/*' | cut -c3- | LC_ALL=C sort`.
+"""
+
+from __future__ import annotations
+
+
+def paths(block: str) -> frozenset[str]:
+    """The paths of a block, one per line; `#` lines start a group, each group sorted."""
+    groups: list[list[str]] = [[]]
+    for line in (line.strip() for line in block.splitlines()):
+        if line.startswith("#"):
+            groups.append([])
+        elif line:
+            groups[-1].append(line)
+    for group in groups:
+        if group != sorted(set(group)):
+            raise ValueError(f"paths not sorted or repeated in the group starting {group[0]!r}")
+    return frozenset(path for group in groups for path in group)
+
+
+# Rendered from the payload ({{cookiecutter.project}}/) into every bake.
+PAYLOAD = paths(
+    """
+    # the project root
+    .dvc/.gitignore
+    .dvc/config
+    .dvcignore
+    .gitignore
+    .python-version
+    Makefile
+    README.md
+    dvc.yaml
+    examples/online_retail.params.yaml
+    params.yaml
+    pyproject.toml
+    # loadtest/
+    loadtest/README.md
+    loadtest/locustfile.py
+    loadtest/slo.yaml
+    loadtest/smoke.py
+    loadtest/test_loadtest.py
+    # monitoring/
+    monitoring/README.md
+    monitoring/grafana/dashboard.json
+    monitoring/prometheus/alerts.yml
+    monitoring/pyproject.toml
+    monitoring/src/shop_recommender_monitoring/__init__.py
+    monitoring/src/shop_recommender_monitoring/bench.py
+    monitoring/src/shop_recommender_monitoring/cli.py
+    monitoring/src/shop_recommender_monitoring/drift.py
+    monitoring/tests/test_bench.py
+    # packages/api/
+    packages/api/pyproject.toml
+    packages/api/src/shop_recommender_api/__init__.py
+    packages/api/src/shop_recommender_api/app.py
+    packages/api/src/shop_recommender_api/ceiling.py
+    packages/api/src/shop_recommender_api/config.py
+    packages/api/src/shop_recommender_api/errors.py
+    packages/api/src/shop_recommender_api/events_log.py
+    packages/api/src/shop_recommender_api/gunicorn_conf.py
+    packages/api/src/shop_recommender_api/json_provider.py
+    packages/api/src/shop_recommender_api/model_store.py
+    packages/api/src/shop_recommender_api/observability.py
+    packages/api/src/shop_recommender_api/openapi.yaml
+    packages/api/src/shop_recommender_api/routes/__init__.py
+    packages/api/src/shop_recommender_api/routes/events.py
+    packages/api/src/shop_recommender_api/routes/health.py
+    packages/api/src/shop_recommender_api/routes/items.py
+    packages/api/src/shop_recommender_api/routes/metrics.py
+    packages/api/src/shop_recommender_api/routes/model.py
+    packages/api/src/shop_recommender_api/routes/openapi.py
+    packages/api/src/shop_recommender_api/routes/recommendations.py
+    packages/api/src/shop_recommender_api/validation.py
+    packages/api/src/shop_recommender_api/wsgi.py
+    packages/api/tests/conftest.py
+    packages/api/tests/test_access_log.py
+    packages/api/tests/test_errors.py
+    packages/api/tests/test_events.py
+    packages/api/tests/test_gunicorn.py
+    packages/api/tests/test_health.py
+    packages/api/tests/test_items.py
+    packages/api/tests/test_model.py
+    packages/api/tests/test_no_monitoring_imports.py
+    packages/api/tests/test_openapi.py
+    packages/api/tests/test_recommendations.py
+    packages/api/tests/test_registry.py
+    packages/api/tests/test_registry_server.py
+    packages/api/tests/test_schemathesis.py
+    # packages/core/
+    packages/core/pyproject.toml
+    packages/core/src/shop_recommender_core/__init__.py
+    packages/core/src/shop_recommender_core/artifact.py
+    packages/core/src/shop_recommender_core/contract.py
+    packages/core/src/shop_recommender_core/feedback.py
+    packages/core/src/shop_recommender_core/matrix.py
+    packages/core/src/shop_recommender_core/metrics.py
+    packages/core/src/shop_recommender_core/model_source.py
+    packages/core/src/shop_recommender_core/models.py
+    packages/core/src/shop_recommender_core/peak_memory.py
+    packages/core/src/shop_recommender_core/ranking.py
+    packages/core/src/shop_recommender_core/raw_tables.py
+    packages/core/src/shop_recommender_core/registry.py
+    packages/core/src/shop_recommender_core/shared.py
+    packages/core/src/shop_recommender_core/weighting.py
+    packages/core/tests/test_artifact.py
+    packages/core/tests/test_contract.py
+    packages/core/tests/test_feedback.py
+    packages/core/tests/test_matrix.py
+    packages/core/tests/test_metrics.py
+    packages/core/tests/test_models.py
+    packages/core/tests/test_ranking.py
+    packages/core/tests/test_raw_tables.py
+    packages/core/tests/test_weighting.py
+    # packages/training/
+    packages/training/pyproject.toml
+    packages/training/src/shop_recommender_training/__init__.py
+    packages/training/src/shop_recommender_training/audit.py
+    packages/training/src/shop_recommender_training/batch.py
+    packages/training/src/shop_recommender_training/bench.py
+    packages/training/src/shop_recommender_training/bench_batch.py
+    packages/training/src/shop_recommender_training/bench_serve.py
+    packages/training/src/shop_recommender_training/bench_serve_locustfile.py
+    packages/training/src/shop_recommender_training/cli.py
+    packages/training/src/shop_recommender_training/config.py
+    packages/training/src/shop_recommender_training/data_stages.py
+    packages/training/src/shop_recommender_training/evaluation.py
+    packages/training/src/shop_recommender_training/lineage.py
+    packages/training/src/shop_recommender_training/model_stages.py
+    packages/training/src/shop_recommender_training/pyfunc.py
+    packages/training/src/shop_recommender_training/registry.py
+    packages/training/src/shop_recommender_training/retrain.py
+    packages/training/src/shop_recommender_training/synthetic.py
+    packages/training/tests/test_online_retail.py
+    packages/training/tests/test_synthetic.py
+    # tests/
+    tests/conftest.py
+    tests/test_accuracy.py
+    tests/test_batch.py
+    tests/test_bench_serve.py
+    tests/test_cli.py
+    tests/test_drift.py
+    tests/test_dvc_pipeline.py
+    tests/test_monitoring_contract.py
+    tests/test_registry.py
+    tests/test_registry_actions.py
+    tests/test_retrain.py
+    """
+)
+
+# Written by the post-generation hook into every bake: the answers, for `cruft update`.
+ANSWERS = paths(".cookiecutter.json")
+
+NO_FILES = paths("")
+GITHUB = paths(".github/workflows/ci.yml")
+GITLAB = paths(".gitlab-ci.yml")
+# The Kubernetes and Ansible modules (vendored from k8s/ and ansible/, plus whatever the payload
+# renders into the project's k8s/ and ansible/ folders).
+KUBERNETES = paths("k8s/README.md")
+ANSIBLE = paths("ansible/README.md")
+LICENSE = paths("LICENSE")
+
+# Per option, per value: the files that value adds to PAYLOAD. Every choice of cookiecutter.json
+# has an entry (tests/test_bake.py checks), so a new choice needs its files written here.
+BY_OPTION: dict[str, dict[str, frozenset[str]]] = {
+    "python_version": {"3.11": NO_FILES, "3.12": NO_FILES, "3.13": NO_FILES},
+    "ci_provider": {"github": GITHUB, "gitlab": GITLAB, "none": NO_FILES},
+    "deploy_target": {
+        "kubernetes+ansible": KUBERNETES | ANSIBLE,
+        "kubernetes": KUBERNETES,
+        "ansible": ANSIBLE,
+        "none": NO_FILES,
+    },
+    "default_model": {"ease": NO_FILES, "itemknn": NO_FILES, "popularity": NO_FILES},
+    "license": {"MIT": LICENSE, "Apache-2.0": LICENSE, "Proprietary": NO_FILES},
+}
+
+
+def expected_files(config: dict[str, str]) -> set[str]:
+    """The files a bake with these choices must hold, `.git/` aside."""
+    files = set(PAYLOAD | ANSWERS)
+    for option, by_value in BY_OPTION.items():
+        files |= by_value[config[option]]
+    return files
