@@ -57,7 +57,7 @@ def test_sizes_columns_and_types() -> None:
     assert set(events["event_type"]) == set(EVENT_TYPES)
     assert events["timestamp"].is_monotonic_increasing
     assert events["timestamp"].min() >= pd.Timestamp(START)
-    assert events["timestamp"].max() < pd.Timestamp(START) + pd.Timedelta(days=SMALL["days"])
+    assert events["timestamp"].max() < pd.Timestamp(START) + pd.Timedelta(SMALL["days"], unit="D")
     assert events["user_id"].nunique() <= SMALL["n_users"]
     assert len(items) == SMALL["n_items"] and items["item_id"].is_unique
     assert set(events["item_id"]) <= set(items["item_id"])

@@ -7,16 +7,20 @@ it), so core stays importable without it.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import logging
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli import Failed
 from .shared import (
     CHALLENGER,
     CHAMPION,
@@ -28,6 +32,8 @@ from .shared import (
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,68 @@ def champion_line(mlflow_client: MlflowClient, name: str) -> ChampionLine:
         return ChampionLine(None, None)
     previous = (version.tags or {}).get(PREVIOUS_CHAMPION_TAG)
     return ChampionLine(str(version.version), previous or None)
+
+
+class PromotionLockTimeout(Failed):
+    """Another promotion held the champion lock for longer than we were willing to wait."""
+
+
+@contextlib.contextmanager
+def promotion_lock(
+    mlflow_client: MlflowClient,
+    name: str,
+    holder: str,
+    wait_seconds: float = 900,
+    stale_seconds: float = 1800,
+) -> Iterator[None]:
+    """Hold the one lock that every move of `champion` takes (the gate, approve, rollback), so
+    that reading the champion, comparing with it and moving the alias happen as one step.
+
+    The lock is a registered model named `<name>.promotion-lock`: creating a registered model
+    whose name exists fails in the registry's database (a unique name), on SQLite and on an
+    MLflow server alike, so exactly one creator wins. It is deleted on release; one left by a
+    killed process is taken over after `stale_seconds`.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock_name = f"{name}.promotion-lock"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            mlflow_client.create_registered_model(
+                lock_name,
+                tags={"holder": holder, "acquired_at": str(time.time())},
+                description=f"held while the champion of {name} moves; deleted on release",
+            )
+            break
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        _take_over_if_stale(mlflow_client, lock_name, stale_seconds)
+        if time.monotonic() > deadline:
+            raise PromotionLockTimeout(
+                f"another promotion of {name} holds {lock_name!r}; waited {wait_seconds:.0f}s"
+            )
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            mlflow_client.delete_registered_model(lock_name)
+
+
+def _take_over_if_stale(mlflow_client: MlflowClient, lock_name: str, stale_seconds: float) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = mlflow_client.get_registered_model(lock_name).tags or {}
+    except MlflowException:
+        return  # released meanwhile
+    age = time.time() - float(tags.get("acquired_at", time.time()))
+    if age > stale_seconds:
+        log.warning("taking over %s held by %s for %.0fs", lock_name, tags.get("holder"), age)
+        with contextlib.suppress(MlflowException):
+            mlflow_client.delete_registered_model(lock_name)
 
 
 def make_champion(

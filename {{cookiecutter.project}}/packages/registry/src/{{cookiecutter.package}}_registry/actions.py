@@ -21,6 +21,7 @@ from {{ cookiecutter.package }}_core.registry import (
     client,
     make_champion,
     now,
+    promotion_lock,
     record_decision,
     triggered_by,
 )
@@ -50,21 +51,21 @@ def approve(name: str, version: str, reason: str, log: Path = PROMOTION_LOG) -> 
     if not reason.strip():
         raise ActionRefused("an approval needs a reason (REASON=...)")
     actor, _ = triggered_by()
-    record = {
-        "action": "approve",
-        "model_name": name,
-        "version": version,
-        "previous_champion": champion_version(mlflow_client, name),
-        "reason": reason.strip(),
-        "decided_at": now(),
-        "decided_by": actor,
-    }
-    for key, value in (("status", "approved"), ("by", actor), ("at", record["decided_at"])):
-        mlflow_client.set_model_version_tag(name, version, f"approval.{key}", value)
-    mlflow_client.set_model_version_tag(name, version, "approval.reason", record["reason"])
-    make_champion(
-        mlflow_client, name, version, record["previous_champion"], actor, record["decided_at"]
-    )
+    with promotion_lock(mlflow_client, name, holder=f"{actor} approve v{version}"):
+        record = {
+            "action": "approve",
+            "model_name": name,
+            "version": version,
+            "previous_champion": champion_version(mlflow_client, name),
+            "reason": reason.strip(),
+            "decided_at": now(),
+            "decided_by": actor,
+        }
+        for key, value in (("status", "approved"), ("by", actor), ("at", record["decided_at"])):
+            mlflow_client.set_model_version_tag(name, version, f"approval.{key}", value)
+        mlflow_client.set_model_version_tag(name, version, "approval.reason", record["reason"])
+        previous, at = record["previous_champion"], record["decided_at"]
+        make_champion(mlflow_client, name, version, previous, actor, at)
     record_decision(record, log)
     return record
 
@@ -80,32 +81,9 @@ def rollback(
     if not reason.strip():
         raise ActionRefused("a rollback by hand needs a reason (REASON=...)")
     mlflow_client = client()
-    line = champion_line(mlflow_client, name)
-    current = line.champion
-    if current is None:
-        raise ActionRefused(f"{name} has no champion to roll back")
-    target = to_version or line.previous
-    if target is None:
-        raise ActionRefused(f"champion v{current} has no previous champion to return to")
-    if target == current:
-        raise ActionRefused(f"v{target} is already the champion")
-    _version_tags(mlflow_client, name, target)
     actor, _ = triggered_by()
-    record = {
-        "action": "rollback",
-        "model_name": name,
-        "version": target,
-        "from_version": current,
-        "reason": reason.strip(),
-        "decided_at": now(),
-        "decided_by": actor,
-    }
-    mlflow_client.set_registered_model_alias(name, CHAMPION, target)
-    for key, value in (("to", target), ("at", record["decided_at"]), ("by", actor)):
-        mlflow_client.set_model_version_tag(name, current, f"rollback.{key}", value)
-    mlflow_client.set_model_version_tag(name, current, "rollback.reason", record["reason"])
-    for key, value in (("from", current), ("at", record["decided_at"]), ("by", actor)):
-        mlflow_client.set_model_version_tag(name, target, f"restored.{key}", value)
+    with promotion_lock(mlflow_client, name, holder=f"{actor} rollback"):
+        record = _roll_back(mlflow_client, name, reason.strip(), to_version, actor)
     record_decision(record, log)
     return record
 
@@ -131,6 +109,37 @@ def rollback_reason(
                 f"failures) and still serves v{served}"
             ), verdict["reason"]
     return None, verdict["reason"]
+
+
+def _roll_back(
+    mlflow_client: Any, name: str, reason: str, to_version: str | None, actor: str
+) -> dict[str, Any]:
+    line = champion_line(mlflow_client, name)
+    current = line.champion
+    if current is None:
+        raise ActionRefused(f"{name} has no champion to roll back")
+    target = to_version or line.previous
+    if target is None:
+        raise ActionRefused(f"champion v{current} has no previous champion to return to")
+    if target == current:
+        raise ActionRefused(f"v{target} is already the champion")
+    _version_tags(mlflow_client, name, target)
+    record = {
+        "action": "rollback",
+        "model_name": name,
+        "version": target,
+        "from_version": current,
+        "reason": reason,
+        "decided_at": now(),
+        "decided_by": actor,
+    }
+    mlflow_client.set_registered_model_alias(name, CHAMPION, target)
+    for key, value in (("to", target), ("at", record["decided_at"]), ("by", actor)):
+        mlflow_client.set_model_version_tag(name, current, f"rollback.{key}", value)
+    mlflow_client.set_model_version_tag(name, current, "rollback.reason", reason)
+    for key, value in (("from", current), ("at", record["decided_at"]), ("by", actor)):
+        mlflow_client.set_model_version_tag(name, target, f"restored.{key}", value)
+    return record
 
 
 def _version_tags(mlflow_client: Any, name: str, version: str) -> dict[str, str]:

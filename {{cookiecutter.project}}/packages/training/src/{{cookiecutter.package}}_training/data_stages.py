@@ -112,7 +112,8 @@ def cutoff_for(timestamps: pd.Series, settings: dict[str, Any]) -> pd.Timestamp:
     if settings.get("cutoff"):
         return pd.Timestamp(settings["cutoff"])
     last_day = timestamps.max().normalize()
-    return last_day - pd.Timedelta(days=int(settings["holdout_days"]) - 1)
+    # A unit, not `days=`: pandas 2.3 makes `days=` a generic timedelta, which numpy 2.5 warns on.
+    return last_day - pd.Timedelta(int(settings["holdout_days"]) - 1, unit="D")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

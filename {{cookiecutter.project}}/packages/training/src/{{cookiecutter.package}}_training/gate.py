@@ -7,6 +7,8 @@ Every decision (pass or fail, with the numbers compared) goes to the version's `
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pandas as pd
@@ -19,6 +21,7 @@ from {{ cookiecutter.package }}_core.registry import (
     client,
     make_champion,
     now,
+    promotion_lock,
     record_decision,
     triggered_by,
 )
@@ -43,6 +46,31 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     candidate = metrics["models"][registered["model"]]["warm"][metric]
     popularity = metrics["models"]["popularity"]["warm"][metric]
     mlflow_client = client()
+    actor, _ = triggered_by()
+    # Read the champion, compare and move the alias as one step: two pipelines promoting into
+    # one registry at once would otherwise both compare with the same old champion.
+    with promotion_lock(mlflow_client, name, holder=f"{actor} gate v{version}"):
+        decision = _decide(params, paths, mlflow_client, name, version, candidate, popularity)
+        _hold_for_tests()
+        _record(mlflow_client, decision, bool(gate.get("require_approval")), actor)
+    write_json(paths.reports / "promotion.json", decision)
+    record_decision(decision, paths.promotion_log)
+    if decision["decision"] == "fail":
+        raise GateFailed(f"GATE FAILED: {decision['reason']}; the champion is unchanged")
+    return decision
+
+
+def _decide(
+    params: dict[str, Any],
+    paths: Paths,
+    mlflow_client: Any,
+    name: str,
+    version: str,
+    candidate: float,
+    popularity: float,
+) -> dict[str, Any]:
+    """The gate's verdict on `version` against popularity and the champion of this moment."""
+    gate, metric = params["gate"], params["gate"]["metric"]
     champion = champion_version(mlflow_client, name)
     champion_value = None
     if champion is not None and champion != version:
@@ -61,8 +89,7 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
             f"{metric} {candidate:.4f} is below champion v{champion}'s "
             f"{champion_value:.4f} by more than {gate['max_drop_vs_champion']}"
         )
-    actor, _ = triggered_by()
-    decision = {
+    return {
         "model_name": name,
         "version": version,
         "decision": "fail" if reasons else "pass",
@@ -74,24 +101,34 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "previous_champion": champion,
         "champion_value": None if champion_value is None else round(champion_value, 6),
         "decided_at": now(),
-        "decided_by": actor,
     }
+
+
+def _record(mlflow_client: Any, decision: dict[str, Any], needs_approval: bool, actor: str) -> None:
+    """The decision on the version's tags; the champion moved when it passed (and needs no
+    approval)."""
+    name, version = decision["model_name"], decision["version"]
+    passed = decision["decision"] == "pass"
+    decision["decided_by"] = actor
     for key in ("decision", "reason", "lift_over_popularity", "champion_value", "decided_at"):
         if decision[key] is not None:  # no champion yet: no champion_value tag
             mlflow_client.set_model_version_tag(name, version, f"gate.{key}", str(decision[key]))
     mlflow_client.set_model_version_tag(name, version, "gate.decided_by", actor)
-    waits = not reasons and bool(gate.get("require_approval"))
     decision["action"] = "gate"
-    decision["champion_moved"] = not reasons and not waits
-    if waits:
+    decision["champion_moved"] = passed and not needs_approval
+    if passed and needs_approval:
         mlflow_client.set_model_version_tag(name, version, "approval.status", "pending")
-    elif not reasons:
-        make_champion(mlflow_client, name, version, champion, actor, decision["decided_at"])
-    write_json(paths.reports / "promotion.json", decision)
-    record_decision(decision, paths.promotion_log)
-    if reasons:
-        raise GateFailed(f"GATE FAILED: {decision['reason']}; the champion is unchanged")
-    return decision
+    elif passed:
+        previous = decision["previous_champion"]
+        make_champion(mlflow_client, name, version, previous, actor, decision["decided_at"])
+
+
+def _hold_for_tests() -> None:
+    """`GATE_HOLD_SECONDS`: a pause between the gate's read and its write, so a test can make
+    two promotions overlap (the lock must still serialise them)."""
+    seconds = float(os.environ.get("GATE_HOLD_SECONDS") or 0)
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def _rescore_champion(

@@ -43,7 +43,7 @@ def ingest_incoming(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     new_events, _ = validate_events(new, data, str(new_path))
     old_events, _ = validate_events(old, data, str(source))
     last = max(new_events["timestamp"].max(), old_events["timestamp"].max())
-    window_start = last.normalize() - pd.Timedelta(days=int(settings["window_days"]) - 1)
+    window_start = last.normalize() - pd.Timedelta(int(settings["window_days"]) - 1, unit="D")
     kept = [
         _rows_since(raw, events, window_start)
         for raw, events in ((old, old_events), (new, new_events))
