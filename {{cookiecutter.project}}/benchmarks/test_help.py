@@ -10,6 +10,7 @@ FLAGS = {
     "bench_train": "--params --sizes --online-retail",
     "bench_serve": "--params --events --workers --threads --clients --seconds --rounds",
     "bench_batch": "--params --sizes --k --chunk-size",
+    "bench_drift": "--params --sizes",
 }
 
 
