@@ -35,7 +35,8 @@ def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
             measured = harness.in_fresh_process(__file__, root, args.k, args.chunk_size)
             rows.append({"users": users, "model_mb": model_mb, **measured})
             print(f"{users:,} users: {measured['seconds']} s", file=sys.stderr)
-    print(_table(rows, args))
+    title = f"bench-batch: top-{args.k}, {args.chunk_size:,} users per chunk"
+    print(harness.table(COLUMNS, rows, title))
     return 0
 
 
@@ -83,20 +84,16 @@ def _export(root: str, k: str, chunk_size: str) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    header = (
-        f"{'users':>10}{'rows':>12}{'model MB':>10}{'load s':>8}{'export s':>10}"
-        f"{'users/s':>10}{'peak MB':>9}{'output MB':>11}"
-    )
-    lines = [f"bench-batch: top-{args.k}, {args.chunk_size:,} users per chunk", header]
-    lines.append("-" * len(header))
-    for row in rows:
-        lines.append(
-            f"{row['users']:>10,}{row['rows']:>12,}{row['model_mb']:>10}{row['load_s']:>8}"
-            f"{row['seconds']:>10}{row['users_per_s']:>10,}{row['peak_mb']:>9}"
-            f"{row['output_mb']:>11}"
-        )
-    return "\n".join(lines)
+COLUMNS = [
+    ("users", "users", ">10,"),
+    ("rows", "rows", ">12,"),
+    ("model MB", "model_mb", ">10"),
+    ("load s", "load_s", ">8"),
+    ("export s", "seconds", ">10"),
+    ("users/s", "users_per_s", ">10,"),
+    ("peak MB", "peak_mb", ">9"),
+    ("output MB", "output_mb", ">11"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

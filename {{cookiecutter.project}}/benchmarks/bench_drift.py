@@ -334,29 +334,32 @@ def _machine() -> str:
     )
 
 
+COLUMNS = [
+    ("events/side", "events", ">12,"),
+    ("users", "users", ">9,"),
+    ("items", "items", ">8,"),
+    ("import s", "import_s", ">10"),
+    ("read s", "read_s", ">8"),
+    ("features s", "features_s", ">12"),
+    ("evidently s", "evidently_s", ">13"),
+    ("other s", "other_s", ">9"),
+    ("job s", "job_s", ">8"),
+    ("peak MB", "peak_mb", ">9,"),
+    ("verdict", "verdict", ""),
+]
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'events/side':>12}{'users':>9}{'items':>8}{'import s':>10}{'read s':>8}"
-        f"{'features s':>12}{'evidently s':>13}{'other s':>9}{'job s':>8}{'peak MB':>9}  verdict"
-    )
-    lines = [
+    title = (
         f"bench-drift: the drift job on N reference ({REFERENCE_DAYS} days) + N current "
-        f"({CURRENT_DAYS} days) events, each size in a fresh process",
-        header,
-        "-" * len(header),
-    ]
-    for row in rows:
-        lines.append(
-            f"{row['events']:>12,}{row['users']:>9,}{row['items']:>8,}{row['import_s']:>10}"
-            f"{row['read_s']:>8}{row['features_s']:>12}{row['evidently_s']:>13}"
-            f"{row['other_s']:>9}{row['job_s']:>8}{row['peak_mb']:>9,}  {row['verdict']}"
-        )
-    lines.append(
+        f"({CURRENT_DAYS} days) events, each size in a fresh process"
+    )
+    legend = (
         "job s: the whole command, import of evidently included; read s: reading and "
         "validating the inputs; evidently s: both comparisons and their HTML reports;\n"
         "other s: the rest (popularity, unknown shares, sampling the model's lists, summary)"
     )
-    return "\n".join(lines)
+    return f"{harness.table(COLUMNS, rows, title)}\n{legend}"
 
 
 def build_parser() -> argparse.ArgumentParser:

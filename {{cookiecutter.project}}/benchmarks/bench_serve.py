@@ -215,26 +215,37 @@ def _drive(
     }
 
 
+COLUMNS = [
+    ("server", "server", "<24"),
+    ("workers", "workers", ">8"),
+    ("RPS", "rps", ">9.0f"),
+    ("p50 ms", "p50", ">8.0f"),
+    ("p99 ms", "p99", ">8.0f"),
+    ("errors", "errors", ">8.0f"),
+    ("RPS by round", "by_round", ""),
+]
+
+
 def _table(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
     median = {
         server: {key: statistics.median(run[key] for run in results) for key in results[0]}
         for server, results in runs.items()
     }
-    header = f"{'server':<24}{'workers':>8}{'RPS':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}"
-    header += "  RPS by round"
-    lines = [
-        f"bench-serve: {args.rounds} rounds x {args.seconds} s, {args.clients} locust users, "
-        f"median of the rounds",
-        header,
-        "-" * len(header),
+    rows = [
+        {
+            **median[server],
+            "server": label,
+            "workers": args.workers,
+            "errors": sum(run["errors"] for run in runs[server]),
+            "by_round": ", ".join(f"{run['rps']:.0f}" for run in runs[server]),
+        }
+        for server, label in SERVERS.items()
     ]
-    for server, label in SERVERS.items():
-        row = median[server]
-        by_round = ", ".join(f"{run['rps']:.0f}" for run in runs[server])
-        lines.append(
-            f"{label:<24}{args.workers:>8}{row['rps']:>9.0f}{row['p50']:>8.0f}{row['p99']:>8.0f}"
-            f"{sum(run['errors'] for run in runs[server]):>8.0f}  {by_round}"
-        )
+    title = (
+        f"bench-serve: {args.rounds} rounds x {args.seconds} s, {args.clients} locust users, "
+        f"median of the rounds"
+    )
+    lines = [harness.table(COLUMNS, rows, title)]
     api, mlflow, ceiling = median["api"], median["mlflow"], median["ceiling"]
     speedup = api["rps"] / mlflow["rps"] if mlflow["rps"] else float("inf")
     share = api["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0

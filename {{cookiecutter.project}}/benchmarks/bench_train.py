@@ -35,7 +35,7 @@ def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
         rows += _bench_dataset(f"synthetic {size:,}", params, models, synthetic_events=size)
     if args.online_retail:
         rows += _bench_dataset("UCI Online Retail", params, models, csv=Path(args.online_retail))
-    print(_table(rows))
+    print(harness.table(COLUMNS, rows))
     return 0
 
 
@@ -99,20 +99,19 @@ def _train_and_evaluate(root: str) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'data':<22}{'model':<12}{'users':>8}{'items':>7}{'pairs':>10}{'fit s':>8}"
-        f"{'train s':>9}{'eval s':>8}{'peak MB':>9}{'NDCG@10':>9}{'Recall@20':>10}"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['data']:<22}{row['model']:<12}{row['users']:>8}{row['items']:>7}"
-            f"{row['events']:>10}{row['fit_s']:>8.2f}{row['train_s']:>9.2f}"
-            f"{row['evaluate_s']:>8.2f}{row['peak_mb']:>9}{row['ndcg_at_10']:>9.4f}"
-            f"{row['recall_at_20']:>10.4f}"
-        )
-    return "\n".join(lines)
+COLUMNS = [
+    ("data", "data", "<22"),
+    ("model", "model", "<12"),
+    ("users", "users", ">8"),
+    ("items", "items", ">7"),
+    ("pairs", "events", ">10"),
+    ("fit s", "fit_s", ">8.2f"),
+    ("train s", "train_s", ">9.2f"),
+    ("eval s", "evaluate_s", ">8.2f"),
+    ("peak MB", "peak_mb", ">9"),
+    ("NDCG@10", "ndcg_at_10", ">9.4f"),
+    ("Recall@20", "recall_at_20", ">10.4f"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -16,13 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from {{ cookiecutter.package }}_training.config import load_params
 
 # argv[1] of a script started by `in_fresh_process`: take one measurement, print it as JSON.
 MEASURE = "_measure"
 
 Run = Callable[[dict[str, Any], argparse.Namespace], int]
 Measure = Callable[..., dict[str, Any]]
+# A table's column: (header, the row's key, format spec), e.g. ("users/s", "users_per_s", ">10,").
+Column = tuple[str, str, str]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -46,15 +49,6 @@ def main(parser: argparse.ArgumentParser, run: Run, measure: Measure | None = No
         sys.exit(0)
     args = parser.parse_args()
     sys.exit(run(load_params(args.params), args))
-
-
-def load_params(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SystemExit(f"ERROR: {path} not found; run from the project root or pass --params")
-    params = yaml.safe_load(path.read_text())
-    if not isinstance(params, dict):
-        raise SystemExit(f"ERROR: {path} must be a YAML mapping")
-    return params
 
 
 def in_fresh_process(script: str, *args: object) -> dict[str, Any]:
@@ -89,3 +83,24 @@ def peak_memory_mb() -> int:
 def size_mb(folder: Path) -> float:
     """The size of the files under `folder`, in MB."""
     return round(sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6, 1)
+
+
+def table(columns: list[Column], rows: list[dict[str, Any]], title: str | None = None) -> str:
+    """`rows` in fixed-width columns under a header and a rule, `title` above them.
+
+    A header takes its column's alignment and width (">8.2f" -> ">8"); a column whose spec has no
+    width (free text, the last one) is set off by two spaces instead.
+    """
+    layouts = [re.match(r"[<>^]?\d*", spec).group() for _, _, spec in columns]
+
+    def line(cells: list[str]) -> str:
+        return "".join(
+            cell if layout[-1:].isdigit() else f"  {cell}"
+            for cell, layout in zip(cells, layouts, strict=True)
+        )
+
+    names = [name for name, _, _ in columns]
+    header = line([f"{name:{layout}}" for name, layout in zip(names, layouts, strict=True)])
+    lines = [*([title] if title else []), header, "-" * len(header)]
+    lines += [line([f"{row[key]:{spec}}" for _, key, spec in columns]) for row in rows]
+    return "\n".join(lines)
