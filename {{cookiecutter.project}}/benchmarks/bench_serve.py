@@ -1,4 +1,6 @@
-"""`bench-serve`: this API vs `mlflow models serve` vs a bare Flask ceiling, same load, same run.
+"""bench-serve: this API vs `mlflow models serve` vs a bare Flask ceiling, same load, same run.
+
+    uv run --no-sync python benchmarks/bench_serve.py [flags]      # or: make bench-serve
 
 One model is trained on synthetic data by the real stages and registered in a throw-away MLflow
 registry. Each server gets the same number of workers and is driven in turn by the same locust
@@ -26,12 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import data_stages, model_stages
-from .config import Paths
+import harness
+from {{ cookiecutter.package }}_training import data_stages, model_stages
+from {{ cookiecutter.package }}_training.config import Paths
 
 MODEL_NAME = "bench-recommender"
-API_PACKAGE = __package__.removesuffix("_training") + "_api"
-LOCUSTFILE = Path(__file__).with_name("bench_serve_locustfile.py")
+API_PACKAGE = "{{ cookiecutter.package }}_api"
+HERE = Path(__file__).resolve().parent
+LOCUSTFILE = HERE / "bench_serve_locustfile.py"
+# The ceiling app, by import string from this folder (gunicorn --pythonpath).
+CEILING_APP = "bench_serve_ceiling:app"
 SERVERS = {
     "api": "this API (gunicorn)",
     "mlflow": "mlflow models serve",
@@ -68,8 +74,8 @@ def _register_model(params: dict[str, Any], root: Path, n_events: int) -> list[s
     """Train the configured model on synthetic events; register it as version 1 (champion)."""
     import mlflow
 
-    from .registry import log_serving_model
-    from .synthetic import generate, write_dataset
+    from {{ cookiecutter.package }}_training.registry import log_serving_model
+    from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
     params = copy.deepcopy(params)
     model = params["model"]["name"]
@@ -101,9 +107,11 @@ def _command(server: str, port: int, workers: int) -> list[str]:
             *("--model-uri", f"models:/{MODEL_NAME}/1", "--env-manager", "local"),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
         ]
-    app = f"{API_PACKAGE}.wsgi:app" if server == "api" else f"{API_PACKAGE}.ceiling:app"
-    config = f"python:{API_PACKAGE}.gunicorn_conf"
-    return [sys.executable, "-m", "gunicorn", "--config", config, app]
+    # Both under the API's own gunicorn settings; the ceiling is imported from this folder.
+    gunicorn = [sys.executable, "-m", "gunicorn", "--config", f"python:{API_PACKAGE}.gunicorn_conf"]
+    if server == "api":
+        return [*gunicorn, f"{API_PACKAGE}.wsgi:app"]
+    return [*gunicorn, "--pythonpath", str(HERE), CEILING_APP]
 
 
 @contextlib.contextmanager
@@ -207,26 +215,37 @@ def _drive(
     }
 
 
+COLUMNS = [
+    ("server", "server", "<24"),
+    ("workers", "workers", ">8"),
+    ("RPS", "rps", ">9.0f"),
+    ("p50 ms", "p50", ">8.0f"),
+    ("p99 ms", "p99", ">8.0f"),
+    ("errors", "errors", ">8.0f"),
+    ("RPS by round", "by_round", ""),
+]
+
+
 def _table(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
     median = {
         server: {key: statistics.median(run[key] for run in results) for key in results[0]}
         for server, results in runs.items()
     }
-    header = f"{'server':<24}{'workers':>8}{'RPS':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}"
-    header += "  RPS by round"
-    lines = [
-        f"bench-serve: {args.rounds} rounds x {args.seconds} s, {args.clients} locust users, "
-        f"median of the rounds",
-        header,
-        "-" * len(header),
+    rows = [
+        {
+            **median[server],
+            "server": label,
+            "workers": args.workers,
+            "errors": sum(run["errors"] for run in runs[server]),
+            "by_round": ", ".join(f"{run['rps']:.0f}" for run in runs[server]),
+        }
+        for server, label in SERVERS.items()
     ]
-    for server, label in SERVERS.items():
-        row = median[server]
-        by_round = ", ".join(f"{run['rps']:.0f}" for run in runs[server])
-        lines.append(
-            f"{label:<24}{args.workers:>8}{row['rps']:>9.0f}{row['p50']:>8.0f}{row['p99']:>8.0f}"
-            f"{sum(run['errors'] for run in runs[server]):>8.0f}  {by_round}"
-        )
+    title = (
+        f"bench-serve: {args.rounds} rounds x {args.seconds} s, {args.clients} locust users, "
+        f"median of the rounds"
+    )
+    lines = [harness.table(COLUMNS, rows, title)]
     api, mlflow, ceiling = median["api"], median["mlflow"], median["ceiling"]
     speedup = api["rps"] / mlflow["rps"] if mlflow["rps"] else float("inf")
     share = api["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
@@ -247,3 +266,18 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = harness.parser(__doc__)
+    parser.add_argument("--events", type=int, default=200_000, help="synthetic training events")
+    parser.add_argument("--workers", type=int, default=2, help="server processes, for each server")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent locust users")
+    parser.add_argument("--seconds", type=int, default=15, help="load per server per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three servers")
+    return parser
+
+
+if __name__ == "__main__":
+    harness.main(build_parser(), run_benchmark)

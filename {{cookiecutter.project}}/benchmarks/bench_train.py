@@ -1,16 +1,16 @@
-"""`bench-train`: training time, peak memory and accuracy per model, against data size.
+"""bench-train: training time, peak memory and accuracy per model, against data size.
+
+    uv run --no-sync python benchmarks/bench_train.py [flags]      # or: make bench-train
 
 Each dataset goes through the real stages (ingest, validate, split) once; each model is then
 trained and evaluated by the real `train`/`evaluate` stages in a fresh process, so its peak
-memory (ru_maxrss) is its own.
+memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,12 +19,11 @@ from typing import Any
 
 import yaml
 
-from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
+import harness
+from {{ cookiecutter.package }}_training import data_stages, model_stages
+from {{ cookiecutter.package }}_training.config import Paths, merge_params
 
-from . import data_stages, model_stages
-from .config import Paths, merge_params
-
-EXAMPLE_MAPPING = Path("examples/online_retail.params.yaml")
+EXAMPLE_MAPPING = Path(__file__).resolve().parents[1] / "examples" / "online_retail.params.yaml"
 # Users grow with the events (about 50 events a user, as in the default data set).
 EVENTS_PER_USER = 50
 
@@ -32,11 +31,11 @@ EVENTS_PER_USER = 50
 def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
     models = list(params["model"]["candidates"])
     rows = []
-    for size in [int(size) for size in args.sizes.split(",") if size]:
+    for size in harness.sizes(args.sizes):
         rows += _bench_dataset(f"synthetic {size:,}", params, models, synthetic_events=size)
     if args.online_retail:
         rows += _bench_dataset("UCI Online Retail", params, models, csv=Path(args.online_retail))
-    print(_table(rows))
+    print(harness.table(COLUMNS, rows))
     return 0
 
 
@@ -55,7 +54,7 @@ def _bench_dataset(
             params = merge_params(params, yaml.safe_load(EXAMPLE_MAPPING.read_text()))
             (paths.root / params["data"]["source"]).symlink_to(csv.resolve())
         else:
-            from .synthetic import generate, write_dataset
+            from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
             settings = {
                 **params["synthetic"],
@@ -73,19 +72,15 @@ def _bench_dataset(
         for model in models:
             params["model"]["candidates"] = [model]
             (paths.root / "params.yaml").write_text(yaml.safe_dump(params))
-            result = subprocess.run(
-                [sys.executable, "-m", __name__, str(paths.root)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            rows.append({"data": label, "model": model, **json.loads(result.stdout)})
+            measured = harness.in_fresh_process(__file__, paths.root)
+            rows.append({"data": label, "model": model, **measured})
     return rows
 
 
-def _train_and_evaluate(root: Path) -> dict[str, Any]:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    paths = Paths(root)
+def _train_and_evaluate(root: str) -> dict[str, Any]:
+    """Train and evaluate the one candidate of `root`/params.yaml (in a fresh process)."""
+    params = yaml.safe_load((Path(root) / "params.yaml").read_text())
+    paths = Paths(Path(root))
     model = params["model"]["candidates"][0]
     started = time.perf_counter()
     train_report = model_stages.train(params, paths)
@@ -98,27 +93,37 @@ def _train_and_evaluate(root: Path) -> dict[str, Any]:
         "fit_s": train_report[model]["fit_seconds"],
         "train_s": round(trained - started, 2),
         "evaluate_s": round(time.perf_counter() - trained, 2),
-        "peak_mb": peak_memory_mb(),
+        "peak_mb": harness.peak_memory_mb(),
         "ndcg_at_10": metrics.get("ndcg_at_10", 0.0),
         "recall_at_20": metrics.get("recall_at_20", 0.0),
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'data':<22}{'model':<12}{'users':>8}{'items':>7}{'pairs':>10}{'fit s':>8}"
-        f"{'train s':>9}{'eval s':>8}{'peak MB':>9}{'NDCG@10':>9}{'Recall@20':>10}"
+COLUMNS = [
+    ("data", "data", "<22"),
+    ("model", "model", "<12"),
+    ("users", "users", ">8"),
+    ("items", "items", ">7"),
+    ("pairs", "events", ">10"),
+    ("fit s", "fit_s", ">8.2f"),
+    ("train s", "train_s", ">9.2f"),
+    ("eval s", "evaluate_s", ">8.2f"),
+    ("peak MB", "peak_mb", ">9"),
+    ("NDCG@10", "ndcg_at_10", ">9.4f"),
+    ("Recall@20", "recall_at_20", ">10.4f"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = harness.parser(__doc__)
+    parser.add_argument(
+        "--sizes", default="100000,1000000,3000000", help="synthetic events, comma-separated"
     )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['data']:<22}{row['model']:<12}{row['users']:>8}{row['items']:>7}"
-            f"{row['events']:>10}{row['fit_s']:>8.2f}{row['train_s']:>9.2f}"
-            f"{row['evaluate_s']:>8.2f}{row['peak_mb']:>9}{row['ndcg_at_10']:>9.4f}"
-            f"{row['recall_at_20']:>10.4f}"
-        )
-    return "\n".join(lines)
+    parser.add_argument(
+        "--online-retail", help="also the UCI Online Retail set: path of its online_retail.csv.gz"
+    )
+    return parser
 
 
 if __name__ == "__main__":
-    print(json.dumps(_train_and_evaluate(Path(sys.argv[1]))))
+    harness.main(build_parser(), run_benchmark, measure=_train_and_evaluate)

@@ -1,4 +1,6 @@
-"""`bench-drift`: the drift job's time and peak memory on N reference + N current events.
+"""bench-drift: the drift job's time and peak memory on N reference + N current events.
+
+    uv run --no-sync python benchmarks/bench_drift.py [flags]      # or: make bench-drift
 
 The data is synthetic and seeded: users with a lognormal activity, items with a power-law
 popularity in 24 categories with prices, sessions of views, add-to-carts and purchases; a 28-day
@@ -38,8 +40,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+import harness
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
-from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
 
 SEED = 11
 EVENTS_PER_USER = 20  # per window
@@ -75,7 +77,7 @@ IMPORT_EVIDENTLY = (
 
 def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
     rows = []
-    for size in [int(size) for size in args.sizes.split(",") if size]:
+    for size in harness.sizes(args.sizes):
         with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
             root = Path(tmp)
             started = time.perf_counter()
@@ -84,12 +86,7 @@ def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
                 f"{size:,} + {size:,} events: generated in {time.perf_counter() - started:.1f} s",
                 file=sys.stderr,
             )
-            result = subprocess.run(
-                [sys.executable, "-m", __name__, str(root)], capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"the drift job failed:\n{result.stderr[-3000:]}")
-            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            measured = harness.in_fresh_process(__file__, root)
             rows.append({"events": size, **shape, **measured})
             print(f"{size:,} + {size:,} events: {measured['job_s']} s", file=sys.stderr)
     import_s, bytecode_cached = evidently_import_seconds()
@@ -252,13 +249,15 @@ def write_inputs(root: Path, n: int, params: dict[str, Any]) -> dict[str, int]:
 # -- the measurements ----------------------------------------------------------------------
 
 
-def _run_job(root: Path) -> dict[str, Any]:
-    """The `drift` command on the inputs under `root`, in this (fresh) process, with the time
+def _run_job(folder: str) -> dict[str, Any]:
+    """The `drift` command on the inputs under `folder`, in this (fresh) process, with the time
     spent importing evidently, reading and validating the inputs, building the features and
     inside evidently (the data and the prediction comparisons, HTML reports included)."""
     import contextlib
 
-    from . import cli, drift
+    from {{ cookiecutter.package }}_monitoring import cli, drift
+
+    root = Path(folder)
 
     phases: dict[str, float] = defaultdict(float)
     for module, name, phase in (
@@ -291,7 +290,7 @@ def _run_job(root: Path) -> dict[str, Any]:
         "import_s": round(imported - started, 2),
         **{f"{phase}_s": round(phases[phase], 2) for phase in ("read", "features", "evidently")},
         "other_s": round(finished - started - measured, 2),
-        "peak_mb": peak_memory_mb(),
+        "peak_mb": harness.peak_memory_mb(),
         "verdict": summary["verdict"],
     }
 
@@ -335,30 +334,41 @@ def _machine() -> str:
     )
 
 
+COLUMNS = [
+    ("events/side", "events", ">12,"),
+    ("users", "users", ">9,"),
+    ("items", "items", ">8,"),
+    ("import s", "import_s", ">10"),
+    ("read s", "read_s", ">8"),
+    ("features s", "features_s", ">12"),
+    ("evidently s", "evidently_s", ">13"),
+    ("other s", "other_s", ">9"),
+    ("job s", "job_s", ">8"),
+    ("peak MB", "peak_mb", ">9,"),
+    ("verdict", "verdict", ""),
+]
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'events/side':>12}{'users':>9}{'items':>8}{'import s':>10}{'read s':>8}"
-        f"{'features s':>12}{'evidently s':>13}{'other s':>9}{'job s':>8}{'peak MB':>9}  verdict"
-    )
-    lines = [
+    title = (
         f"bench-drift: the drift job on N reference ({REFERENCE_DAYS} days) + N current "
-        f"({CURRENT_DAYS} days) events, each size in a fresh process",
-        header,
-        "-" * len(header),
-    ]
-    for row in rows:
-        lines.append(
-            f"{row['events']:>12,}{row['users']:>9,}{row['items']:>8,}{row['import_s']:>10}"
-            f"{row['read_s']:>8}{row['features_s']:>12}{row['evidently_s']:>13}"
-            f"{row['other_s']:>9}{row['job_s']:>8}{row['peak_mb']:>9,}  {row['verdict']}"
-        )
-    lines.append(
+        f"({CURRENT_DAYS} days) events, each size in a fresh process"
+    )
+    legend = (
         "job s: the whole command, import of evidently included; read s: reading and "
         "validating the inputs; evidently s: both comparisons and their HTML reports;\n"
         "other s: the rest (popularity, unknown shares, sampling the model's lists, summary)"
     )
-    return "\n".join(lines)
+    return f"{harness.table(COLUMNS, rows, title)}\n{legend}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = harness.parser(__doc__)
+    parser.add_argument(
+        "--sizes", default="100000,1000000", help="events per window (each side), comma-separated"
+    )
+    return parser
 
 
 if __name__ == "__main__":
-    print(json.dumps(_run_job(Path(sys.argv[1]))))
+    harness.main(build_parser(), run_benchmark, measure=_run_job)

@@ -1,16 +1,16 @@
-"""`bench-batch`: users scored per second, peak memory and output size of `batch-recommend`.
+"""bench-batch: users scored per second, peak memory and output size of `batch-recommend`.
+
+    uv run --no-sync python benchmarks/bench_batch.py [flags]      # or: make bench-batch
 
 The serving artifacts are synthetic (random top-N lists over the configured catalogue size and
 `artifact.top_n`), because the export's cost depends on the number of users and k, not on how
 the lists were learnt, and training a model for a million users would take the benchmark's whole
-budget. Each export runs the real command in a fresh process, so its peak memory is its own.
+budget. Each export runs the real export in a fresh process, so its peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,29 +19,24 @@ from typing import Any
 
 import numpy as np
 
+import harness
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
-from {{ cookiecutter.package }}_core.peak_memory import peak_memory_mb
 
 N_ITEMS = 5000
 
 
 def run_benchmark(params: dict[str, Any], args: argparse.Namespace) -> int:
     rows = []
-    for users in [int(size) for size in args.sizes.split(",") if size]:
+    for users in harness.sizes(args.sizes):
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
             root = Path(tmp)
             synthetic_artifact(users, params["artifact"]["top_n"]).save(root / "model")
-            model_mb = _size_mb(root / "model")
-            result = subprocess.run(
-                [sys.executable, "-m", __name__, str(root), str(args.k), str(args.chunk_size)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            model_mb = harness.size_mb(root / "model")
+            measured = harness.in_fresh_process(__file__, root, args.k, args.chunk_size)
             rows.append({"users": users, "model_mb": model_mb, **measured})
             print(f"{users:,} users: {measured['seconds']} s", file=sys.stderr)
-    print(_table(rows, args))
+    title = f"bench-batch: top-{args.k}, {args.chunk_size:,} users per chunk"
+    print(harness.table(COLUMNS, rows, title))
     return 0
 
 
@@ -61,18 +56,21 @@ def synthetic_artifact(n_users: int, top_n: int, seed: int = 7) -> ServingArtifa
     )
 
 
-def _export(root: Path, k: int, chunk_size: int) -> dict[str, Any]:
-    """One export in this process, as `batch-recommend` does it (without the MLflow run)."""
+def _export(root: str, k: str, chunk_size: str) -> dict[str, Any]:
+    """One export in this (fresh) process, as `batch-recommend` does it (without the MLflow run).
+    The arguments come as text from the command line."""
     from datetime import date
 
     from {{ cookiecutter.package }}_core.model_source import load_model
+    from {{ cookiecutter.package }}_training.batch import ExportSettings, export
 
-    from .batch import ExportSettings, export
-
+    folder = Path(root)
     started = time.perf_counter()
-    model = load_model(str(root / "model"), memory_map_in=root)
+    model = load_model(str(folder / "model"), memory_map_in=folder)
     loaded = time.perf_counter()
-    settings = ExportSettings(out=root / "out", day=date(2026, 1, 1), k=k, chunk_size=chunk_size)
+    settings = ExportSettings(
+        out=folder / "out", day=date(2026, 1, 1), k=int(k), chunk_size=int(chunk_size)
+    )
     manifest = export(model, settings, progress=False)
     finished = time.perf_counter()
     users = manifest["users"]
@@ -81,30 +79,30 @@ def _export(root: Path, k: int, chunk_size: int) -> dict[str, Any]:
         "load_s": round(loaded - started, 2),
         "seconds": round(finished - loaded, 2),
         "users_per_s": round(users / (finished - loaded)),
-        "peak_mb": peak_memory_mb(),
-        "output_mb": _size_mb(Path(manifest["path"])),
+        "peak_mb": harness.peak_memory_mb(),
+        "output_mb": harness.size_mb(Path(manifest["path"])),
     }
 
 
-def _size_mb(folder: Path) -> float:
-    return round(sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6, 1)
+COLUMNS = [
+    ("users", "users", ">10,"),
+    ("rows", "rows", ">12,"),
+    ("model MB", "model_mb", ">10"),
+    ("load s", "load_s", ">8"),
+    ("export s", "seconds", ">10"),
+    ("users/s", "users_per_s", ">10,"),
+    ("peak MB", "peak_mb", ">9"),
+    ("output MB", "output_mb", ">11"),
+]
 
 
-def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    header = (
-        f"{'users':>10}{'rows':>12}{'model MB':>10}{'load s':>8}{'export s':>10}"
-        f"{'users/s':>10}{'peak MB':>9}{'output MB':>11}"
-    )
-    lines = [f"bench-batch: top-{args.k}, {args.chunk_size:,} users per chunk", header]
-    lines.append("-" * len(header))
-    for row in rows:
-        lines.append(
-            f"{row['users']:>10,}{row['rows']:>12,}{row['model_mb']:>10}{row['load_s']:>8}"
-            f"{row['seconds']:>10}{row['users_per_s']:>10,}{row['peak_mb']:>9}"
-            f"{row['output_mb']:>11}"
-        )
-    return "\n".join(lines)
+def build_parser() -> argparse.ArgumentParser:
+    parser = harness.parser(__doc__)
+    parser.add_argument("--sizes", default="20000,200000,1000000", help="users, comma-separated")
+    parser.add_argument("--k", type=int, default=20, help="recommendations per user")
+    parser.add_argument("--chunk-size", type=int, default=50_000, help="users per Parquet part")
+    return parser
 
 
 if __name__ == "__main__":
-    print(json.dumps(_export(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
+    harness.main(build_parser(), run_benchmark, measure=_export)

@@ -1,6 +1,6 @@
 """A bare Flask app that answers every user with the same fixed 10 items.
 
-`bench-serve` runs it under the API's own gunicorn settings: no validation, model, metrics or
+bench_serve.py runs it under the API's own gunicorn settings: no validation, model, metrics or
 logging, so its throughput is the ceiling of Flask + gunicorn on the machine, the yardstick for
 how much the API's own work costs. Not for production.
 """

@@ -1,4 +1,4 @@
-"""Load for `bench-serve`: top-10 for a random known user, asked the way each server expects.
+"""Load for bench_serve.py: top-10 for a random known user, asked the way each server expects.
 
 Closed loop with no think time, so each server runs as fast as it can. A 200 whose body does not
 hold 10 recommendations counts as a failure: a server may not win by answering badly.

@@ -1,21 +1,15 @@
-"""`bench-drift` end to end at tiny sizes: a row per size with its time and peak memory."""
+"""`bench_drift` end to end at tiny sizes: a row per size with its time and peak memory."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }}_monitoring.cli import main
-
-PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
-
 
 @pytest.mark.slow
-def test_bench_drift_measures_each_size(capsys):
-    assert main(["--params", str(PARAMS), "bench-drift", "--sizes", "10000,20000"]) == 0
-    output = capsys.readouterr().out
+def test_bench_drift_measures_each_size(bench):
+    output = bench("bench_drift", "--sizes", "10000,20000").stdout
     for size in ("10,000", "20,000"):
         row = next(line for line in output.splitlines() if line.lstrip().startswith(size))
         numbers = re.findall(r"[\d,]+(?:\.\d+)?", row)
