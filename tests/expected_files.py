@@ -40,30 +40,50 @@ PAYLOAD = paths(
     Makefile
     README.md
     dvc.yaml
-    examples/online_retail.params.yaml
     params.yaml
     pyproject.toml
+
+    # benchmarks/
+    benchmarks/README.md
+    benchmarks/bench_batch.py
+    benchmarks/bench_drift.py
+    benchmarks/bench_serve.py
+    benchmarks/bench_serve_ceiling.py
+    benchmarks/bench_serve_locustfile.py
+    benchmarks/bench_train.py
+    benchmarks/conftest.py
+    benchmarks/harness.py
+    benchmarks/test_bench_batch.py
+    benchmarks/test_bench_drift.py
+    benchmarks/test_bench_serve.py
+    benchmarks/test_bench_train.py
+    benchmarks/test_harness.py
+    benchmarks/test_help.py
+
+    # examples/
+    examples/online_retail.params.yaml
+
     # loadtest/
     loadtest/README.md
     loadtest/locustfile.py
     loadtest/slo.yaml
     loadtest/smoke.py
     loadtest/test_loadtest.py
+
     # monitoring/
     monitoring/README.md
     monitoring/grafana/dashboard.json
     monitoring/prometheus/alerts.yml
     monitoring/pyproject.toml
     monitoring/src/shop_recommender_monitoring/__init__.py
-    monitoring/src/shop_recommender_monitoring/bench.py
     monitoring/src/shop_recommender_monitoring/cli.py
     monitoring/src/shop_recommender_monitoring/drift.py
-    monitoring/tests/test_bench.py
+    monitoring/src/shop_recommender_monitoring/report.py
+
     # packages/api/
     packages/api/pyproject.toml
     packages/api/src/shop_recommender_api/__init__.py
     packages/api/src/shop_recommender_api/app.py
-    packages/api/src/shop_recommender_api/ceiling.py
     packages/api/src/shop_recommender_api/config.py
     packages/api/src/shop_recommender_api/errors.py
     packages/api/src/shop_recommender_api/events_log.py
@@ -96,17 +116,25 @@ PAYLOAD = paths(
     packages/api/tests/test_registry.py
     packages/api/tests/test_registry_server.py
     packages/api/tests/test_schemathesis.py
+
+    # packages/batch/
+    packages/batch/pyproject.toml
+    packages/batch/src/shop_recommender_batch/__init__.py
+    packages/batch/src/shop_recommender_batch/cli.py
+    packages/batch/src/shop_recommender_batch/export.py
+
     # packages/core/
     packages/core/pyproject.toml
     packages/core/src/shop_recommender_core/__init__.py
+    packages/core/src/shop_recommender_core/api_client.py
     packages/core/src/shop_recommender_core/artifact.py
+    packages/core/src/shop_recommender_core/cli.py
     packages/core/src/shop_recommender_core/contract.py
     packages/core/src/shop_recommender_core/feedback.py
     packages/core/src/shop_recommender_core/matrix.py
     packages/core/src/shop_recommender_core/metrics.py
     packages/core/src/shop_recommender_core/model_source.py
     packages/core/src/shop_recommender_core/models.py
-    packages/core/src/shop_recommender_core/peak_memory.py
     packages/core/src/shop_recommender_core/ranking.py
     packages/core/src/shop_recommender_core/raw_tables.py
     packages/core/src/shop_recommender_core/registry.py
@@ -121,36 +149,43 @@ PAYLOAD = paths(
     packages/core/tests/test_ranking.py
     packages/core/tests/test_raw_tables.py
     packages/core/tests/test_weighting.py
+
+    # packages/registry/
+    packages/registry/pyproject.toml
+    packages/registry/src/shop_recommender_registry/__init__.py
+    packages/registry/src/shop_recommender_registry/actions.py
+    packages/registry/src/shop_recommender_registry/audit.py
+    packages/registry/src/shop_recommender_registry/audit_text.py
+    packages/registry/src/shop_recommender_registry/cli.py
+
     # packages/training/
     packages/training/pyproject.toml
     packages/training/src/shop_recommender_training/__init__.py
-    packages/training/src/shop_recommender_training/audit.py
-    packages/training/src/shop_recommender_training/batch.py
-    packages/training/src/shop_recommender_training/bench.py
-    packages/training/src/shop_recommender_training/bench_batch.py
-    packages/training/src/shop_recommender_training/bench_serve.py
-    packages/training/src/shop_recommender_training/bench_serve_locustfile.py
     packages/training/src/shop_recommender_training/cli.py
     packages/training/src/shop_recommender_training/config.py
     packages/training/src/shop_recommender_training/data_stages.py
     packages/training/src/shop_recommender_training/evaluation.py
+    packages/training/src/shop_recommender_training/gate.py
     packages/training/src/shop_recommender_training/lineage.py
     packages/training/src/shop_recommender_training/model_stages.py
+    packages/training/src/shop_recommender_training/pipeline.py
     packages/training/src/shop_recommender_training/pyfunc.py
-    packages/training/src/shop_recommender_training/registry.py
+    packages/training/src/shop_recommender_training/register.py
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
     packages/training/tests/test_online_retail.py
     packages/training/tests/test_synthetic.py
+
     # tests/
     tests/conftest.py
     tests/test_accuracy.py
+    tests/test_architecture.py
     tests/test_batch.py
-    tests/test_bench_serve.py
     tests/test_cli.py
     tests/test_drift.py
     tests/test_dvc_pipeline.py
     tests/test_monitoring_contract.py
+    tests/test_promotion_race.py
     tests/test_registry.py
     tests/test_registry_actions.py
     tests/test_retrain.py

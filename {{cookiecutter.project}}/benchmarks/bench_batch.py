@@ -62,7 +62,7 @@ def _export(root: str, k: str, chunk_size: str) -> dict[str, Any]:
     from datetime import date
 
     from {{ cookiecutter.package }}_core.model_source import load_model
-    from {{ cookiecutter.package }}_training.batch import ExportSettings, export
+    from {{ cookiecutter.package }}_batch.export import ExportSettings, export
 
     folder = Path(root)
     started = time.perf_counter()

@@ -74,7 +74,7 @@ def _register_model(params: dict[str, Any], root: Path, n_events: int) -> list[s
     """Train the configured model on synthetic events; register it as version 1 (champion)."""
     import mlflow
 
-    from {{ cookiecutter.package }}_training.registry import log_serving_model
+    from {{ cookiecutter.package }}_training.register import log_serving_model
     from {{ cookiecutter.package }}_training.synthetic import generate, write_dataset
 
     params = copy.deepcopy(params)

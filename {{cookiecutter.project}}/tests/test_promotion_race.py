@@ -27,7 +27,7 @@ import yaml
 pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "{{ cookiecutter.package }}_training.cli"]
 # (seconds before the better model's promote starts, before the worse one's starts), per round.
-STARTS = [(0.0, 0.0), (0.0, 0.4), (0.4, 0.0), (0.0, 1.0), (1.0, 0.0)]
+STARTS = [(0.0, 0.0), (0.0, 0.6), (0.6, 0.0)]
 HOLD_SECONDS = "1.5"
 
 
@@ -129,7 +129,7 @@ def test_racing_promotions_end_with_the_better_model_and_a_truthful_record(
     promoted = run_both("promote", contenders, {**env, "GATE_HOLD_SECONDS": HOLD_SECONDS}, starts)
 
     client = MlflowClient(tracking_uri=mlflow_server)
-    assert client.get_model_version_by_alias(name, "champion").version == int(version["better"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == version["better"]
     assert promoted["better"][0] == 0, promoted["better"][1]
     better = client.get_model_version(name, version["better"]).tags
     worse = client.get_model_version(name, version["worse"]).tags
@@ -140,7 +140,8 @@ def test_racing_promotions_end_with_the_better_model_and_a_truthful_record(
     else:  # the worse model moved first, then the better one replaced it
         assert promoted["worse"][0] == 0
         assert better["previous_champion"] == version["worse"]
-        assert float(better["gate.champion_value"]) == pytest.approx(contenders["worse"][1])
+        rescored = float(better["gate.champion_value"])  # recorded to 6 decimals
+        assert rescored == pytest.approx(contenders["worse"][1], abs=1e-6)
     for role, (root, _) in contenders.items():
         last = json.loads((root / "logs" / "promotions.jsonl").read_text().splitlines()[-1])
         tags = better if role == "better" else worse

@@ -1,4 +1,9 @@
-"""Data contract: validate raw event and item tables and return them in canonical form."""
+"""Data contract: validate raw event and item tables and return them in canonical form.
+
+One module although it is long: every rule (columns, ids, event types, timestamps, drop rules,
+duplicates) runs through the same `_Table`, which tests each distinct value once and reports the
+first failing row with its line number; read apart, the rules would each need it.
+"""
 
 from __future__ import annotations
 
