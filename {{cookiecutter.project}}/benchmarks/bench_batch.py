@@ -61,8 +61,8 @@ def _export(root: str, k: str, chunk_size: str) -> dict[str, Any]:
     The arguments come as text from the command line."""
     from datetime import date
 
-    from {{ cookiecutter.package }}_core.model_source import load_model
     from {{ cookiecutter.package }}_batch.export import ExportSettings, export
+    from {{ cookiecutter.package }}_core.model_source import load_model
 
     folder = Path(root)
     started = time.perf_counter()

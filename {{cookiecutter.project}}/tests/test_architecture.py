@@ -113,8 +113,7 @@ def test_no_shipped_package_imports_the_benchmarks_or_the_tests():
 def test_the_checks_see_a_violation(tmp_path):
     """The reader finds imports at every depth, so a breach cannot hide in a function."""
     (tmp_path / "module.py").write_text(
-        "import os\nif True:\n    import mlflow\n"
-        f"def f():\n    from {PREFIX}training import cli\n"
+        f"import os\nif True:\n    import mlflow\ndef f():\n    from {PREFIX}training import cli\n"
     )
     found = {(module, top) for module, top, _ in imports(tmp_path)}
     assert found == {("os", True), ("mlflow", True), (f"{PREFIX}training", False)}
