@@ -62,7 +62,8 @@ def events_log(tmp_path) -> Path:
 
 @pytest.fixture
 def drift_summary(tmp_path) -> Path:
-    """Where the app under test reads the drift job's summary (absent unless a test writes it)."""
+    """Where the app under test reads the drift job's summary (absent unless a test writes it):
+    `summary.json` in its DRIFT_REPORT_DIR."""
     return tmp_path / "reports" / "drift" / "summary.json"
 
 
@@ -74,7 +75,7 @@ def app(artifact_dir, events_log, drift_summary):
             "MODEL_REFRESH_SECONDS": 0,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "EVENTS_LOG": str(events_log),
-            "DRIFT_SUMMARY": str(drift_summary),
+            "DRIFT_REPORT_DIR": str(drift_summary.parent),
         }
     )
     yield app

@@ -29,7 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in (config or {}).items() if k not in app.config})
     configure_logging(settings.LOG_LEVEL)
 
-    app_metrics = Metrics(settings.DRIFT_SUMMARY)
+    app_metrics = Metrics(settings.drift_summary)
     store = ModelStore(
         settings.MODEL_URI,
         tracking_uri=settings.MLFLOW_TRACKING_URI,

@@ -9,22 +9,21 @@ from typing import Any
 from flask import abort, current_app, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
+from {{ cookiecutter.package }}_core.shared import id_problem
+
 from .model_store import LoadedModel
 from .observability import MODEL_KEY
 
-MAX_ID_LENGTH = 128
-# Control characters (C0, DEL, C1) and lone surrogates are never part of an id.
-FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 DIGITS = re.compile(r"^[0-9]{1,6}$")
 
 
 def check_id(value: Any, what: str) -> str:
+    """`value` if it is an id by the shared rule (`core.shared.id_problem`), else a 400."""
     if not isinstance(value, str):
         abort(400, description=f"{what} must be a string")
-    if not 1 <= len(value) <= MAX_ID_LENGTH:
-        abort(400, description=f"{what} must be 1 to {MAX_ID_LENGTH} characters long")
-    if FORBIDDEN.search(value):
-        abort(400, description=f"{what} contains control characters")
+    problem = id_problem(value)
+    if problem is not None:
+        abort(400, description=f"{what} {problem}")
     return value
 
 
