@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}_api import create_app
-from {{ cookiecutter.package }}_api.observability import STDERR_BATCHES
+from {{ cookiecutter.package }}_api.access_log import stderr_batches
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -33,7 +33,7 @@ def make_artifact(popular: list[int] | None = None, name: str = "v1") -> Serving
 def access_log_in_its_test():
     """Write each test's access log lines while its output is captured, not at exit."""
     yield
-    STDERR_BATCHES.flush()
+    stderr_batches().flush()
 
 
 @pytest.fixture

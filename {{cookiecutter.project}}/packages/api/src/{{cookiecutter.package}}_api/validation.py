@@ -11,8 +11,8 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from {{ cookiecutter.package }}_core.shared import id_problem
 
+from .middleware import MODEL_KEY
 from .model_store import LoadedModel
-from .observability import MODEL_KEY
 
 DIGITS = re.compile(r"^[0-9]{1,6}$")
 
