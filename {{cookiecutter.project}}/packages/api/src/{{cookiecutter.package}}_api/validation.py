@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from flask import abort, current_app, request
@@ -57,12 +58,7 @@ def query_args(allowed: set[str]) -> dict[str, str]:
     args = {}
     for name, values in request.args.lists():
         if name not in allowed:
-            unknown = sorted(set(request.args) - allowed)
-            abort(
-                400,
-                description=f"unknown query parameter(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(allowed))}",
-            )
+            refuse_unknown(request.args, allowed, "unknown query parameter(s)")
         if len(values) > 1:
             abort(400, description=f"query parameter {name} is given more than once")
         args[name] = values[0]
@@ -90,14 +86,18 @@ def json_body(allowed: set[str]) -> dict[str, Any]:
     body = read_json()
     if not isinstance(body, dict):
         abort(400, description="the JSON body must be an object")
-    unknown = sorted(set(body) - allowed)
+    refuse_unknown(body, allowed, "unknown field(s)")
+    return body
+
+
+def refuse_unknown(names: Iterable[str], allowed: Collection[str], problem: str) -> None:
+    """A 400 when some of `names` are not `allowed`: `<problem> <them>; allowed: <allowed>`."""
+    unknown = sorted(set(names) - set(allowed))
     if unknown:
         abort(
             400,
-            description=f"unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}",
+            description=f"{problem} {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
         )
-    return body
 
 
 def current_model() -> LoadedModel:

@@ -21,7 +21,7 @@ from {{ cookiecutter.package }}_core.shared import (
 )
 
 from ..events_log import EventsLogError, append_events
-from ..validation import check_id, read_json
+from ..validation import check_id, read_json, refuse_unknown
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ def check_events(body: Any) -> list[dict[str, Any]]:
         abort(400, description="the JSON body must be an object: {events: [...]} or one event")
     if "events" not in body:
         return [check_event(body, "event")]
-    if set(body) != {"events"}:
-        unknown = sorted(set(body) - {"events"})
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: events")
+    refuse_unknown(body, {"events"}, "unknown field(s)")
     raw = body["events"]
     limit = current_app.config["MAX_EVENTS_PER_REQUEST"]
     if not isinstance(raw, list) or not raw:
@@ -82,13 +80,7 @@ def check_event(event: Any, where: str, received: datetime | None = None) -> dic
     received = received or _now()
     if not isinstance(event, dict):
         abort(400, description=f"{where} must be an object")
-    unknown = sorted(set(event) - FIELDS)
-    if unknown:
-        abort(
-            400,
-            description=f"{where} has unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(FIELDS))}",
-        )
+    refuse_unknown(event, FIELDS, f"{where} has unknown field(s)")
     for name in FEEDBACK_REQUIRED:
         if name not in event:
             abort(400, description=f"{where}.{name} is required")
