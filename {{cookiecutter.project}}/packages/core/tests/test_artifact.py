@@ -1,30 +1,12 @@
 """The serving artifact: round trip, checksum and consistency checks, lookups and filters."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact, read_manifest
-
-
-@pytest.fixture(params=["binary search", "id index"])
-def artifact(request) -> ServingArtifact:
-    """Every test runs with both kinds of one-id lookups (`index_ids` is what the API uses)."""
-    artifact = ServingArtifact(
-        user_ids=np.array(["u1", "u2"]),
-        item_ids=np.array(["a", "b", "c", "d"]),
-        item_categories=np.array(["shoes", "hats", "shoes", "hats"]),
-        user_top_items=np.array([[2, 1, 3], [0, 3, -1]], dtype=np.int32),
-        user_top_scores=np.array([[0.9, 0.5, 0.1], [0.8, 0.2, -np.inf]], dtype=np.float32),
-        similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
-        similar_scores=np.ones((4, 2), dtype=np.float32),
-        popular_items=np.array([1, 0, 3, 2], dtype=np.int32),
-        metadata={"model": "ease"},
-    )
-    if request.param == "id index":
-        artifact.index_ids()
-    return artifact
 
 
 def test_one_id_lookups_agree_with_the_bulk_ones(artifact):
@@ -147,19 +129,18 @@ def test_top_items_for_users_mixes_known_and_unknown(artifact):
     assert rows.tolist() == [[0, 3, -1, -1], [1, 0, 3, 2]]
 
 
-@pytest.fixture(params=["binary search", "id index"])
-def similarity(request, artifact) -> ServingArtifact:
+@pytest.fixture
+def similarity(artifact, with_lookups) -> ServingArtifact:
     """`artifact` with distinct similarity scores; item d has no neighbours (all padding)."""
-    arrays = _arrays(artifact) | {
-        "similar_items": np.array([[2, 1], [3, 0], [0, 1], [-1, -1]], dtype=np.int32),
-        "similar_scores": np.array(
-            [[0.9, 0.3], [0.8, 0.4], [0.9, 0.2], [-np.inf, -np.inf]], dtype=np.float32
-        ),
-    }
-    with_scores = ServingArtifact(**arrays)
-    if request.param == "id index":
-        with_scores.index_ids()
-    return with_scores
+    return with_lookups(
+        replace(
+            artifact,
+            similar_items=np.array([[2, 1], [3, 0], [0, 1], [-1, -1]], dtype=np.int32),
+            similar_scores=np.array(
+                [[0.9, 0.3], [0.8, 0.4], [0.9, 0.2], [-np.inf, -np.inf]], dtype=np.float32
+            ),
+        )
+    )
 
 
 @pytest.mark.parametrize(
