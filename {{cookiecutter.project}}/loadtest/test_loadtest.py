@@ -32,8 +32,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS = 40, 30
-# Run through this interpreter rather than `uv run`: the same environment, with no uv needed.
-RUN = f"{sys.executable} -m"
+# Run with this interpreter's environment rather than `uv run`: the same commands, no uv needed.
+RUN = f"env PATH={Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 REQUEST_NAMES = {
     "known_user": "GET /v1/users/[id]/recommendations (known)",
     "unknown_user": "GET /v1/users/[id]/recommendations (new)",

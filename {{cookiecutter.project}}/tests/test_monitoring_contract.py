@@ -177,7 +177,7 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
             "MODEL_URI": str(root / "model"),
             "MODEL_REFRESH_SECONDS": 0,
             "EVENTS_LOG": str(root / "logs" / "events.jsonl"),
-            "DRIFT_SUMMARY": str(drift_summary),
+            "DRIFT_REPORT_DIR": str(drift_summary.parent),
         }
     )
     try:

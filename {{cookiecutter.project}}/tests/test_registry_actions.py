@@ -351,7 +351,7 @@ def serving_champion(paths: Paths, name: str, tmp_path: Path):
             "MLFLOW_TRACKING_URI": f"sqlite:///{paths.root / 'mlflow.db'}",
             "MODEL_REFRESH_SECONDS": 0,
             "EVENTS_LOG": str(tmp_path / "events.jsonl"),
-            "DRIFT_SUMMARY": str(tmp_path / "summary.json"),
+            "DRIFT_REPORT_DIR": str(tmp_path),
         }
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)

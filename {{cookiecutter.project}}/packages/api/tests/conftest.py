@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}_api import create_app
-from {{ cookiecutter.package }}_api.observability import STDERR_BATCHES
+from {{ cookiecutter.package }}_api.access_log import stderr_batches
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -33,7 +33,7 @@ def make_artifact(popular: list[int] | None = None, name: str = "v1") -> Serving
 def access_log_in_its_test():
     """Write each test's access log lines while its output is captured, not at exit."""
     yield
-    STDERR_BATCHES.flush()
+    stderr_batches().flush()
 
 
 @pytest.fixture
@@ -62,7 +62,8 @@ def events_log(tmp_path) -> Path:
 
 @pytest.fixture
 def drift_summary(tmp_path) -> Path:
-    """Where the app under test reads the drift job's summary (absent unless a test writes it)."""
+    """Where the app under test reads the drift job's summary (absent unless a test writes it):
+    `summary.json` in its DRIFT_REPORT_DIR."""
     return tmp_path / "reports" / "drift" / "summary.json"
 
 
@@ -74,7 +75,7 @@ def app(artifact_dir, events_log, drift_summary):
             "MODEL_REFRESH_SECONDS": 0,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "EVENTS_LOG": str(events_log),
-            "DRIFT_SUMMARY": str(drift_summary),
+            "DRIFT_REPORT_DIR": str(drift_summary.parent),
         }
     )
     yield app

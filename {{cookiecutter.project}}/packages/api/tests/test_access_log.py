@@ -1,18 +1,26 @@
 """The access log: one JSON line per request on stderr, written in batches."""
 
 import json
+import logging
 import subprocess
 import sys
 import time
 from datetime import datetime
 
+import {{ cookiecutter.package }}_api as api_package
 from {{ cookiecutter.package }}_api import create_app
-from {{ cookiecutter.package }}_api.observability import ACCESS_LOG, STDERR_BATCHES, StderrBatches
+from {{ cookiecutter.package }}_api.access_log import (
+    ACCESS_LOG,
+    AccessLog,
+    StderrBatches,
+    stderr_batches,
+)
+from {{ cookiecutter.package }}_core.shared import JsonFormatter
 
 
 def access_lines(capsys) -> list[dict]:
     """The access log's JSON lines on stderr (anything else there fails the test)."""
-    STDERR_BATCHES.flush()
+    stderr_batches().flush()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     return [line for line in lines if line["logger"].endswith(".access")]
 
@@ -87,3 +95,35 @@ def test_pending_lines_are_written_when_the_process_exits():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stderr == "last words\n"
+
+
+class Collected(list):
+    """A stand-in for StderrBatches that keeps the lines."""
+
+    add = list.append
+
+
+def test_an_access_line_is_what_the_shared_json_formatter_writes():
+    """Same keys in the same order, same layout: log readers need not tell the two apart."""
+    lines = Collected()
+    AccessLog(lines).write("r-1", "GET", "/v1/model", "/v1/model", 200, 0.001125, "7")
+    (line,) = lines
+    logged = json.loads(line)
+    record = logging.LogRecord(ACCESS_LOG.name, logging.INFO, __file__, 1, "request", None, None)
+    record.created = datetime.fromisoformat(logged["ts"]).timestamp()
+    record.fields = dict(list(logged.items())[4:])  # after ts, level, logger and message
+    assert line == JsonFormatter().format(record) + "\n"
+
+
+def test_importing_the_app_starts_no_thread_and_registers_nothing():
+    code = (
+        "import atexit, logging, threading\n"  # logging registers its own shutdown
+        "before = atexit._ncallbacks()\n"
+        f"import {api_package.__name__}.app\n"
+        f"from {api_package.__name__} import access_log\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert atexit._ncallbacks() == before, 'an atexit function was registered'\n"
+        "assert access_log._shared is None, 'the batches writer was made at import'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""The API under real gunicorn, started with the package's config exactly as `make serve` does."""
+"""The API under real gunicorn, started by `{{ cookiecutter.project }}-api serve` exactly as
+`make serve` does."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-
-import {{ cookiecutter.package }}_api as api_package
 
 pytestmark = pytest.mark.slow
 
@@ -47,17 +47,10 @@ def server(artifact_dir, tmp_path):
         "MODEL_REFRESH_SECONDS": "0",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    package = api_package.__name__
+    command = Path(sys.executable).with_name("{{ cookiecutter.project }}-api")  # the console script
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            f"python:{package}.gunicorn_conf",
-            f"{package}.wsgi:app",
-        ],
+        [str(command), "serve"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -20,7 +20,7 @@ app = importlib.import_module(package).create_app(
         "MODEL_URI": model,
         "MODEL_REFRESH_SECONDS": 0,
         "EVENTS_LOG": folder + "/events.jsonl",
-        "DRIFT_SUMMARY": folder + "/summary.json",
+        "DRIFT_REPORT_DIR": folder,
     }
 )
 status = app.test_client().get("/v1/users/u1/recommendations").status_code

@@ -1,30 +1,12 @@
 """The serving artifact: round trip, checksum and consistency checks, lookups and filters."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}_core.artifact import ArtifactError, ServingArtifact, read_manifest
-
-
-@pytest.fixture(params=["binary search", "id index"])
-def artifact(request) -> ServingArtifact:
-    """Every test runs with both kinds of one-id lookups (`index_ids` is what the API uses)."""
-    artifact = ServingArtifact(
-        user_ids=np.array(["u1", "u2"]),
-        item_ids=np.array(["a", "b", "c", "d"]),
-        item_categories=np.array(["shoes", "hats", "shoes", "hats"]),
-        user_top_items=np.array([[2, 1, 3], [0, 3, -1]], dtype=np.int32),
-        user_top_scores=np.array([[0.9, 0.5, 0.1], [0.8, 0.2, -np.inf]], dtype=np.float32),
-        similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
-        similar_scores=np.ones((4, 2), dtype=np.float32),
-        popular_items=np.array([1, 0, 3, 2], dtype=np.int32),
-        metadata={"model": "ease"},
-    )
-    if request.param == "id index":
-        artifact.index_ids()
-    return artifact
 
 
 def test_one_id_lookups_agree_with_the_bulk_ones(artifact):
@@ -145,3 +127,65 @@ def test_rank_row_gives_positions_and_scores(artifact):
 def test_top_items_for_users_mixes_known_and_unknown(artifact):
     rows = artifact.top_items_for_users(np.array(["u2", "nobody"]), k=4)
     assert rows.tolist() == [[0, 3, -1, -1], [1, 0, 3, 2]]
+
+
+@pytest.fixture
+def similarity(artifact, with_lookups) -> ServingArtifact:
+    """`artifact` with distinct similarity scores; item d has no neighbours (all padding)."""
+    return with_lookups(
+        replace(
+            artifact,
+            similar_items=np.array([[2, 1], [3, 0], [0, 1], [-1, -1]], dtype=np.int32),
+            similar_scores=np.array(
+                [[0.9, 0.3], [0.8, 0.4], [0.9, 0.2], [-np.inf, -np.inf]], dtype=np.float32
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("session", "expected"),
+    [
+        (["a"], [("c", 0.9), ("b", 0.3)]),
+        # a -> c .9, b .3; b -> d .8, a .4: the session's own items are left out.
+        (["a", "b"], [("c", 0.9), ("d", 0.8)]),
+        # a -> c .9, b .3; c -> a .9, b .2: b's scores add up.
+        (["a", "c"], [("b", 0.5)]),
+        # Unknown ids in the session are ignored; repeated ones count once.
+        (["a", "zz", "a"], [("c", 0.9), ("b", 0.3)]),
+        # d has no neighbours; a's scores from c and from b add up.
+        (["c", "d", "b"], [("a", 1.3)]),
+    ],
+)
+def test_a_session_sums_its_items_neighbours(similarity, session, expected):
+    answer = similarity.recommend_session(session, k=5)
+    assert answer.strategy == "session"
+    assert list(zip(answer.items, answer.scores, strict=True)) == [
+        (item, pytest.approx(score)) for item, score in expected
+    ]
+
+
+def test_a_session_answer_is_cut_at_k(similarity):
+    assert similarity.recommend_session(["a", "b"], k=1).items == ["c"]
+
+
+def test_a_session_with_nothing_to_offer_falls_back_to_the_user_then_popularity(similarity):
+    for session in ([], ["zz"], ["d"]):  # no items, unknown items, an item without neighbours
+        answer = similarity.recommend_session(session, k=2, user_id="u1")
+        assert (answer.strategy, answer.items) == ("personalized", ["c", "b"])
+    answer = similarity.recommend_session(["c", "zz"], k=2, user_id="u1")
+    assert answer.strategy == "session"
+    for user_id in (None, "stranger"):
+        answer = similarity.recommend_session(["zz", "b"], k=3, user_id=user_id)
+        assert answer.strategy == "session"
+        answer = similarity.recommend_session(["d"], k=3, user_id=user_id)
+        assert (answer.strategy, answer.items) == ("popularity", ["b", "a", "c"])
+
+
+def test_similar_items_in_order_without_padding(similarity):
+    answer = similarity.similar("a", k=5)
+    assert (answer.items, answer.strategy) == (["c", "b"], "similar")
+    assert answer.scores == pytest.approx([0.9, 0.3])
+    assert similarity.similar("b", k=1).items == ["d"]
+    assert similarity.similar("d", k=5).items == []
+    assert similarity.similar("not-an-item") is None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from {{ cookiecutter.package }}_core.ranking import top_k, top_k_1d
+from {{ cookiecutter.package }}_core.ranking import top_k
 
 
 def test_returns_best_first_with_dtypes():
@@ -76,11 +76,3 @@ def test_bad_shapes_are_rejected():
         top_k(np.ones(3), 1)
     with pytest.raises(ValueError, match="exclude has shape"):
         top_k(np.ones((2, 3)), 1, exclude=csr_matrix((1, 3)))
-
-
-def test_one_dimensional_convenience():
-    indices, values = top_k_1d(np.array([0.1, 0.9, 0.5, 0.3]), 2, exclude=np.array([1]))
-    assert indices.tolist() == [2, 3]
-    np.testing.assert_allclose(values, [0.5, 0.3])
-    with pytest.raises(ValueError, match="1-D"):
-        top_k_1d(np.ones((2, 2)), 1)

@@ -8,11 +8,14 @@ from typing import Any
 
 from flask import Flask
 
+from {{ cookiecutter.package }}_core.shared import configure_logging
+
 from .config import Settings
 from .errors import install_error_handlers
 from .json_provider import OrjsonProvider
+from .metrics import Metrics
+from .middleware import RequestObserver
 from .model_store import ModelStore
-from .observability import Metrics, RequestObserver, configure_logging
 from .routes import events, health, items, metrics, model, openapi, recommendations
 
 
@@ -27,9 +30,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(asdict(settings))
     app.config.update({k: v for k, v in (config or {}).items() if k not in app.config})
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(__package__, settings.LOG_LEVEL)  # JSON lines, as every command writes
 
-    app_metrics = Metrics(settings.DRIFT_SUMMARY)
+    app_metrics = Metrics(settings.drift_summary)
     store = ModelStore(
         settings.MODEL_URI,
         tracking_uri=settings.MLFLOW_TRACKING_URI,

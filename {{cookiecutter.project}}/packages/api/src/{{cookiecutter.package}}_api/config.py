@@ -1,32 +1,45 @@
-"""Settings of the API: environment variables with defaults that work on a laptop."""
+"""Settings of the API: environment variables with defaults that work on a laptop.
+
+The settings every deployable reads (tracking URI, model name and URI, events log, drift reports,
+log level) take their names and defaults from `core.shared.SETTINGS`; the knobs below them are
+the API's own.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-PROJECT = "{{ cookiecutter.project }}"
+from {{ cookiecutter.package }}_core import shared
+
+
+def _shared(name: str) -> Any:
+    """A field for the shared setting `name`, with its default from core."""
+    return field(default=shared.SETTINGS[name].default, metadata={"shared": name})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the service; `from_env` reads them, `create_app(config)` may override."""
 
-    MODEL_URI: str = f"models:/{PROJECT}@champion"
+    MLFLOW_TRACKING_URI: str = _shared("MLFLOW_TRACKING_URI")
+    MODEL_NAME: str = _shared("MODEL_NAME")
+    MODEL_URI: str = _shared("MODEL_URI")  # empty: the champion of MODEL_NAME
+    EVENTS_LOG: str = _shared("EVENTS_LOG")  # relative to the working directory
+    # The drift job's reports: its summary.json is exported on /metrics (recommender_drift_*).
+    DRIFT_REPORT_DIR: str = _shared("DRIFT_REPORT_DIR")
+    LOG_LEVEL: str = _shared("LOG_LEVEL")
+
     MODEL_REFRESH_SECONDS: float = 60.0
-    MLFLOW_TRACKING_URI: str = "sqlite:///mlflow.db"
     ADMIN_TOKEN: str | None = None  # unset: the admin endpoints are disabled
     MAX_CONTENT_LENGTH: int = 64 * 1024
     MAX_K: int = 100
     MAX_IDS_PER_REQUEST: int = 100  # session items, batch users, excluded items
-    EVENTS_LOG: str = "logs/feedback-events.jsonl"  # relative to the working directory
     MAX_EVENTS_PER_REQUEST: int = 500
     MAX_EVENTS_CONTENT_LENGTH: int = 512 * 1024  # POST /v1/events only; batches are bigger
-    LOG_LEVEL: str = "INFO"
-    # The drift job's JSON summary, exported on /metrics as recommender_drift_* gauges.
-    DRIFT_SUMMARY: str = "reports/drift/summary.json"
 
     @classmethod
     def from_env(
@@ -35,14 +48,31 @@ class Settings:
         """Defaults, then environment variables, then explicit overrides (tests)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = environ.get(field.name)
+        for setting in fields(cls):
+            raw = environ.get(setting.name)
             if raw is not None and raw != "":
-                values[field.name] = _convert(field.name, raw, cls.__dataclass_fields__)
+                values[setting.name] = _convert(setting.name, raw, cls.__dataclass_fields__)
         values.update({k: v for k, v in (overrides or {}).items() if k in cls.__dataclass_fields__})
         settings = cls(**values)
         settings.check()
         return settings
+
+    def __post_init__(self) -> None:
+        if not self.MODEL_URI:  # what every deployable loads by default: shared.model_uri
+            object.__setattr__(self, "MODEL_URI", shared.model_uri(self._shared_values()))
+
+    @property
+    def drift_summary(self) -> Path:
+        """The drift job's JSON summary, `<DRIFT_REPORT_DIR>/summary.json`."""
+        return shared.drift_summary_path(self._shared_values())
+
+    def _shared_values(self) -> dict[str, str]:
+        """The shared settings as core.shared's functions read them (like an environment)."""
+        return {
+            setting.metadata["shared"]: getattr(self, setting.name)
+            for setting in fields(self)
+            if "shared" in setting.metadata
+        }
 
     def check(self) -> None:
         if self.MODEL_REFRESH_SECONDS < 0:

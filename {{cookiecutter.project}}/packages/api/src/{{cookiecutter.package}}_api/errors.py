@@ -8,7 +8,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .observability import REQUEST_ID_KEY
+from .middleware import REQUEST_ID_KEY
 
 log = logging.getLogger(__name__)
 

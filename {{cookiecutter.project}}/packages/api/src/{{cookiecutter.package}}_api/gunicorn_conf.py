@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from {{ cookiecutter.package }}_core.shared import setting
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Serving is CPU work under one GIL per process: more threads only contend for it. Measured with
@@ -28,7 +30,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # The app writes one JSON log line per request (with request id and model version).
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = setting("LOG_LEVEL").lower()
 proc_name = "{{ cookiecutter.project }}-api"
 # No runtime control socket: it would be written under $HOME, which may be read-only.
 control_socket_disable = True

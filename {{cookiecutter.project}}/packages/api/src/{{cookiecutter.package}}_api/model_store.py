@@ -34,13 +34,16 @@ class ReloadListener(Protocol):
 
 
 class ModelStore:
-    """Holds the current model for one process; `reload` checks for a new one and swaps it in."""
+    """Holds the current model for one process; `reload` checks for a new one and swaps it in.
+
+    `uri` and `tracking_uri` are what `core.model_source.load_model` takes.
+    """
 
     def __init__(
         self,
         uri: str,
         *,
-        tracking_uri: str = "sqlite:///mlflow.db",
+        tracking_uri: str | None = None,  # None: the shared MLFLOW_TRACKING_URI setting
         refresh_seconds: float = 60.0,
         listener: ReloadListener | None = None,
     ) -> None:

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from flask import abort, current_app, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .model_store import LoadedModel
-from .observability import MODEL_KEY
+from {{ cookiecutter.package }}_core.shared import id_problem
 
-MAX_ID_LENGTH = 128
-# Control characters (C0, DEL, C1) and lone surrogates are never part of an id.
-FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+from .middleware import MODEL_KEY
+from .model_store import LoadedModel
+
 DIGITS = re.compile(r"^[0-9]{1,6}$")
 
 
 def check_id(value: Any, what: str) -> str:
+    """`value` if it is an id by the shared rule (`core.shared.id_problem`), else a 400."""
     if not isinstance(value, str):
         abort(400, description=f"{what} must be a string")
-    if not 1 <= len(value) <= MAX_ID_LENGTH:
-        abort(400, description=f"{what} must be 1 to {MAX_ID_LENGTH} characters long")
-    if FORBIDDEN.search(value):
-        abort(400, description=f"{what} contains control characters")
+    problem = id_problem(value)
+    if problem is not None:
+        abort(400, description=f"{what} {problem}")
     return value
 
 
@@ -58,12 +58,7 @@ def query_args(allowed: set[str]) -> dict[str, str]:
     args = {}
     for name, values in request.args.lists():
         if name not in allowed:
-            unknown = sorted(set(request.args) - allowed)
-            abort(
-                400,
-                description=f"unknown query parameter(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(allowed))}",
-            )
+            refuse_unknown(request.args, allowed, "unknown query parameter(s)")
         if len(values) > 1:
             abort(400, description=f"query parameter {name} is given more than once")
         args[name] = values[0]
@@ -91,14 +86,18 @@ def json_body(allowed: set[str]) -> dict[str, Any]:
     body = read_json()
     if not isinstance(body, dict):
         abort(400, description="the JSON body must be an object")
-    unknown = sorted(set(body) - allowed)
+    refuse_unknown(body, allowed, "unknown field(s)")
+    return body
+
+
+def refuse_unknown(names: Iterable[str], allowed: Collection[str], problem: str) -> None:
+    """A 400 when some of `names` are not `allowed`: `<problem> <them>; allowed: <allowed>`."""
+    unknown = sorted(set(names) - set(allowed))
     if unknown:
         abort(
             400,
-            description=f"unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}",
+            description=f"{problem} {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
         )
-    return body
 
 
 def current_model() -> LoadedModel:

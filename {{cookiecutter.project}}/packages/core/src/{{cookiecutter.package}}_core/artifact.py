@@ -1,7 +1,10 @@
 """The serving artifact: precomputed recommendations as compact numpy arrays plus a JSON manifest.
 
 It needs numpy only, so the API can load it without the training stack. Every array file is
-checksummed in the manifest; `load` refuses an artifact whose files do not match.
+checksummed in the manifest; `load` refuses an artifact whose files do not match. Every ranking
+that serves from it (a user, a session, similar items; the API and the batch export) is a method
+here, next to the consistency checks whose invariants (sorted ids, -1 padding, indices inside
+`item_ids`) it relies on: that is why this module runs past 300 lines.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import mmap
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,6 +171,42 @@ class ServingArtifact:
                 keep &= ~unavailable[candidates]
             chosen = np.flatnonzero(keep)[:k]
         return candidates[chosen], (scores[chosen] if scores is not None else None), strategy
+
+    def recommend_session(
+        self, items: Sequence[str], k: int = 10, user_id: str | None = None
+    ) -> Recommendations:
+        """Top-k for a session of recent `items`: the similarity scores of their neighbours
+        summed, without the session's own items (strategy "session"); unknown items are ignored,
+        repeated ones count once. When that leaves nothing (no known item, or no neighbour outside
+        the session), `user_id`'s top-k without the session items: popularity for no user or an
+        unknown one."""
+        rows = np.unique([row for row in map(self.item_position, items) if row >= 0]).astype(int)
+        candidates = self.similar_items[rows].ravel()
+        scores = self.similar_scores[rows].ravel().astype(np.float64)
+        keep = (candidates >= 0) & np.isfinite(scores) & ~np.isin(candidates, rows)
+        unique, inverse = np.unique(candidates[keep], return_inverse=True)
+        if len(unique) == 0:
+            return self.recommend(user_id or "", k, frozenset(items))  # no id is empty
+        totals = np.bincount(inverse, weights=scores[keep], minlength=len(unique))
+        # Highest total first; ties broken by catalogue position, so answers are deterministic.
+        order = np.lexsort((unique, -totals))[:k]
+        return Recommendations(
+            self.item_ids[unique[order]].tolist(), totals[order].tolist(), "session"
+        )
+
+    def similar(self, item_id: str, k: int = 10) -> Recommendations | None:
+        """The k items most similar to `item_id`, best first (strategy "similar"); None for an
+        item not in `item_ids`."""
+        row = self.item_position(item_id)
+        if row < 0:
+            return None
+        neighbours = self.similar_items[row]
+        picked = np.flatnonzero(neighbours >= 0)[:k]  # lists shorter than the width end in -1
+        return Recommendations(
+            self.item_ids[neighbours[picked]].tolist(),
+            self.similar_scores[row][picked].tolist(),
+            "similar",
+        )
 
     def release_memory(self) -> None:
         """Give back the pages of memory-mapped arrays read so far (no-op for loaded ones)."""

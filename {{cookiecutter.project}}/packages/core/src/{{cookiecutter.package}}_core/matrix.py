@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix, csr_matrix
 
-EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
+# The canonical events' columns the matrix reads (the data contract's events carry more).
+_MATRIX_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 
 
 class IdMap:
@@ -55,10 +56,6 @@ class IdMap:
         positions = np.searchsorted(self._ids, query)
         clipped = np.minimum(positions, len(self._ids) - 1)
         return np.where(self._ids[clipped] == query, clipped, -1).astype(np.int64)
-
-    def id_of(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Ids at `indices` (all must be valid)."""
-        return self._ids[np.asarray(indices, dtype=np.intp)]
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ def build_interaction_matrix(
     is None. Maps that are given fix the rows/columns (events with other ids are dropped);
     maps that are not given are built from the events. Rows with null ids are dropped.
     """
-    _check_columns(events, EVENT_COLUMNS)
+    _check_columns(events, _MATRIX_COLUMNS)
     if half_life_days is not None and not half_life_days > 0:
         raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
     users_idx, users = _encode(events["user_id"], user_map)

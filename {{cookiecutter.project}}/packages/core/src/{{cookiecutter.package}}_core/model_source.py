@@ -2,15 +2,13 @@
 
 One implementation for every consumer (the API's model store, the batch export): a URI is
 `models:/<name>@<alias>`, `models:/<name>/<version>` or a local artifact folder. Resolving
-`models:/` needs the MLflow client, which the API and training packages install; core imports it
-only then.
+`models:/` needs the MLflow client (core's `registry` extra); core imports it only then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from . import registry, shared
 from .artifact import ArtifactError, ServingArtifact, blockwise, read_manifest
 
 ARTIFACT_KEY = "serving_artifact"  # the pyfunc artifact name the training package registers
@@ -72,10 +72,11 @@ def load_model(
 ) -> LoadedModel | None:
     """The verified model `uri` points at; None if its version is `unless_version` (no change).
 
-    With `memory_map_in` the arrays are memory-mapped instead of read (see
-    `ServingArtifact.load`); a registry download then goes to that folder, which must outlive
-    the model. Raises ModelLoadError, ArtifactError or an MLflow error: the caller decides what
-    a failure means (the API keeps serving its previous model, a batch job stops).
+    A `models:/` URI resolves in the registry at `tracking_uri` (default: the
+    MLFLOW_TRACKING_URI setting). With `memory_map_in` the arrays are memory-mapped instead of
+    read (see `ServingArtifact.load`); a registry download then goes to that folder, which must
+    outlive the model. Raises ModelLoadError, ArtifactError or an MLflow error: the caller
+    decides what a failure means (the API keeps serving its previous model, a batch job stops).
     """
     match = MODELS_URI.match(uri)
     if uri.startswith("models:/") and match is None:
@@ -109,7 +110,8 @@ def _load_registered(
     unless_version: str | None,
     memory_map_in: Path | None,
 ) -> LoadedModel | None:
-    client = _client(tracking_uri)
+    tracking_uri = tracking_uri or shared.tracking_uri()
+    client = registry.client(tracking_uri)
     if alias is not None:
         model_version = client.get_model_version_by_alias(name, alias)
         version = str(model_version.version)
@@ -145,21 +147,10 @@ def _load_registered(
     )
 
 
-def _client(tracking_uri: str | None):
-    # Bounded retries, so an MLflow outage costs seconds, not minutes.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 def locate_artifact(model_dir: Path) -> Path:
     """The serving artifact inside a downloaded pyfunc model (its path is recorded in MLmodel)."""
     mlmodel = model_dir / "MLmodel"
     if mlmodel.is_file():
-        import yaml  # a dependency of the MLflow client, present whenever this path runs
-
         spec = yaml.safe_load(mlmodel.read_text()) or {}
         artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
         relative = artifacts.get(ARTIFACT_KEY, {}).get("path")

@@ -61,18 +61,3 @@ def top_k(
     indices[missing] = PAD_INDEX
     values[missing] = -np.inf
     return indices, values
-
-
-def top_k_1d(
-    scores: np.ndarray, k: int, exclude: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of one score vector; `exclude` is an array of item indices never to return."""
-    scores = np.asarray(scores)
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be 1-D [n_items], got shape {scores.shape}")
-    row = scores[np.newaxis, :]
-    if exclude is not None and len(exclude) > 0:
-        row = np.array(row, dtype=np.float32)
-        row[0, np.asarray(exclude, dtype=np.intp)] = -np.inf
-    indices, values = top_k(row, k)
-    return indices[0], values[0]

@@ -14,16 +14,21 @@ from typing import Any
 from flask import Blueprint, abort, current_app
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
+from {{ cookiecutter.package }}_core.shared import (
+    FEEDBACK_EVENT_TYPES,
+    FEEDBACK_OPTIONAL,
+    FEEDBACK_REQUIRED,
+)
+
 from ..events_log import EventsLogError, append_events
-from ..validation import check_id, read_json
+from ..validation import check_id, read_json, refuse_unknown
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase")
-REQUIRED = ("event_type", "user_id", "item_id", "model_version")
-OPTIONAL = ("request_id", "timestamp")
-FIELDS = frozenset(REQUIRED + OPTIONAL)
+FIELDS = frozenset(FEEDBACK_REQUIRED + FEEDBACK_OPTIONAL)
+# The required fields besides event_type are ids; so is the optional request_id.
+REQUIRED_IDS = tuple(name for name in FEEDBACK_REQUIRED if name != "event_type")
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -60,9 +65,7 @@ def check_events(body: Any) -> list[dict[str, Any]]:
         abort(400, description="the JSON body must be an object: {events: [...]} or one event")
     if "events" not in body:
         return [check_event(body, "event")]
-    if set(body) != {"events"}:
-        unknown = sorted(set(body) - {"events"})
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: events")
+    refuse_unknown(body, {"events"}, "unknown field(s)")
     raw = body["events"]
     limit = current_app.config["MAX_EVENTS_PER_REQUEST"]
     if not isinstance(raw, list) or not raw:
@@ -77,21 +80,16 @@ def check_event(event: Any, where: str, received: datetime | None = None) -> dic
     received = received or _now()
     if not isinstance(event, dict):
         abort(400, description=f"{where} must be an object")
-    unknown = sorted(set(event) - FIELDS)
-    if unknown:
-        abort(
-            400,
-            description=f"{where} has unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(FIELDS))}",
-        )
-    for name in REQUIRED:
+    refuse_unknown(event, FIELDS, f"{where} has unknown field(s)")
+    for name in FEEDBACK_REQUIRED:
         if name not in event:
             abort(400, description=f"{where}.{name} is required")
     event_type = event["event_type"]
-    if event_type not in EVENT_TYPES:
-        abort(400, description=f"{where}.event_type must be one of {', '.join(EVENT_TYPES)}")
+    if event_type not in FEEDBACK_EVENT_TYPES:
+        allowed = ", ".join(FEEDBACK_EVENT_TYPES)
+        abort(400, description=f"{where}.event_type must be one of {allowed}")
     checked = {"event_type": event_type}
-    for name in ("user_id", "item_id", "model_version"):
+    for name in REQUIRED_IDS:
         checked[name] = check_id(event[name], f"{where}.{name}")
     if event.get("request_id") is not None:
         checked["request_id"] = check_id(event["request_id"], f"{where}.request_id")

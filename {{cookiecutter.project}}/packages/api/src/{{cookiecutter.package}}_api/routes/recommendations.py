@@ -1,4 +1,8 @@
-"""Top-k for a user, for a session of recent items, and for a batch of users."""
+"""Top-k for a user, for a session of recent items, and for a batch of users.
+
+The rankings are the serving artifact's (`core.artifact.ServingArtifact`); these routes parse the
+request, ask the artifact and write the answer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, abort, current_app
 
-from {{ cookiecutter.package }}_core.artifact import Recommendations, ServingArtifact
+from {{ cookiecutter.package }}_core.artifact import Recommendations
 
 from ..validation import check_id, check_ids, check_k, current_model, json_body, query_args
 
@@ -48,29 +52,9 @@ def for_session_or_batch() -> dict[str, Any]:
     items = check_ids(body["items"], "items")
     user_id = check_id(body["user_id"], "user_id") if body.get("user_id") is not None else None
     model = current_model()
-    answer = session_recommendations(model.artifact, items, k)
-    if not answer.items:  # no known item in the session: the user's list, else popularity
-        answer = model.artifact.recommend(user_id or "", k, frozenset(items))
+    # No known item in the session: the user's list, else popularity.
+    answer = model.artifact.recommend_session(items, k, user_id)
     return {"user_id": user_id, **_answer(answer, model.version)}
-
-
-def session_recommendations(artifact: ServingArtifact, items: list[str], k: int) -> Recommendations:
-    """Sum the similarity scores of the session items' neighbours, minus the session items."""
-    rows = np.unique([row for row in map(artifact.item_position, items) if row >= 0]).astype(int)
-    if len(rows) == 0:
-        return Recommendations([], [], "session")
-    candidates = artifact.similar_items[rows].ravel()
-    scores = artifact.similar_scores[rows].ravel().astype(np.float64)
-    keep = (candidates >= 0) & np.isfinite(scores) & ~np.isin(candidates, rows)
-    unique, inverse = np.unique(candidates[keep], return_inverse=True)
-    totals = np.bincount(inverse, weights=scores[keep], minlength=len(unique))
-    # Highest total first; ties broken by catalogue position, so answers are deterministic.
-    order = np.lexsort((unique, -totals))[:k]
-    return Recommendations(
-        [str(artifact.item_ids[i]) for i in unique[order]],
-        [float(s) for s in totals[order]],
-        "session",
-    )
 
 
 def _answer(answer: Recommendations, version: str | None) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""`{{ cookiecutter.project }}-api` command line: `serve` runs the API under gunicorn, as in
+production.
+
+`make serve` runs it; a systemd unit or a container can run the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+SERVE_HELP = "serve the recommendation API under gunicorn, as in production"
+SERVE_DESCRIPTION = """\
+Serve the recommendation API: gunicorn with this package's gunicorn config and WSGI app,
+the command `make serve` runs."""
+# What the environment sets, beyond the app's own settings (MODEL_URI, MLFLOW_TRACKING_URI,
+# MODEL_REFRESH_SECONDS, ADMIN_TOKEN, LOG_LEVEL, ...): the gunicorn config reads these.
+SERVE_EPILOG = """\
+environment (read by the gunicorn config):
+  HOST, PORT                  where gunicorn listens (0.0.0.0, 8000)
+  WEB_CONCURRENCY             worker processes (2)
+  GUNICORN_THREADS            threads per worker (2)
+  GUNICORN_TIMEOUT            seconds a worker may take to boot or answer (60)
+  GUNICORN_GRACEFUL_TIMEOUT   seconds to finish requests after SIGTERM (20)
+  LOG_LEVEL                   debug, info, warning, error (info; warning drops the access log)
+
+The app reads MODEL_URI, MLFLOW_TRACKING_URI, MODEL_REFRESH_SECONDS, ADMIN_TOKEN and the rest
+of its settings from the environment too.
+"""
+
+
+def gunicorn_command() -> list[str]:
+    """gunicorn with this package's config and WSGI app, run by this Python."""
+    package = __package__
+    return [
+        sys.executable,
+        *("-m", "gunicorn"),
+        *("--config", f"python:{package}.gunicorn_conf"),
+        f"{package}.wsgi:app",
+    ]
+
+
+def serve(args: argparse.Namespace) -> NoReturn:
+    command = gunicorn_command()
+    # gunicorn replaces this process, so its master gets the signals sent to the command.
+    os.execv(command[0], command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="{{ cookiecutter.project }}-api", description="The recommendation API."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser(
+        "serve",
+        help=SERVE_HELP,
+        description=SERVE_DESCRIPTION,
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve_parser.set_defaults(run=serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
