@@ -83,14 +83,17 @@ PAYLOAD = paths(
     # packages/api/
     packages/api/pyproject.toml
     packages/api/src/shop_recommender_api/__init__.py
+    packages/api/src/shop_recommender_api/access_log.py
     packages/api/src/shop_recommender_api/app.py
+    packages/api/src/shop_recommender_api/cli.py
     packages/api/src/shop_recommender_api/config.py
     packages/api/src/shop_recommender_api/errors.py
     packages/api/src/shop_recommender_api/events_log.py
     packages/api/src/shop_recommender_api/gunicorn_conf.py
     packages/api/src/shop_recommender_api/json_provider.py
+    packages/api/src/shop_recommender_api/metrics.py
+    packages/api/src/shop_recommender_api/middleware.py
     packages/api/src/shop_recommender_api/model_store.py
-    packages/api/src/shop_recommender_api/observability.py
     packages/api/src/shop_recommender_api/openapi.yaml
     packages/api/src/shop_recommender_api/routes/__init__.py
     packages/api/src/shop_recommender_api/routes/events.py
@@ -104,6 +107,8 @@ PAYLOAD = paths(
     packages/api/src/shop_recommender_api/wsgi.py
     packages/api/tests/conftest.py
     packages/api/tests/test_access_log.py
+    packages/api/tests/test_cli.py
+    packages/api/tests/test_config.py
     packages/api/tests/test_errors.py
     packages/api/tests/test_events.py
     packages/api/tests/test_gunicorn.py
@@ -140,11 +145,13 @@ PAYLOAD = paths(
     packages/core/src/shop_recommender_core/registry.py
     packages/core/src/shop_recommender_core/shared.py
     packages/core/src/shop_recommender_core/weighting.py
+    packages/core/tests/conftest.py
     packages/core/tests/test_artifact.py
     packages/core/tests/test_contract.py
     packages/core/tests/test_feedback.py
     packages/core/tests/test_matrix.py
     packages/core/tests/test_metrics.py
+    packages/core/tests/test_model_source.py
     packages/core/tests/test_models.py
     packages/core/tests/test_ranking.py
     packages/core/tests/test_raw_tables.py
@@ -184,6 +191,7 @@ PAYLOAD = paths(
     tests/test_cli.py
     tests/test_drift.py
     tests/test_dvc_pipeline.py
+    tests/test_makefile.py
     tests/test_monitoring_contract.py
     tests/test_promotion_race.py
     tests/test_registry.py

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .cli import BadInput
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # name -> (dtype kind, number of dimensions); dtype kind "U" is a fixed-width unicode string.
@@ -38,7 +40,7 @@ ARRAYS: dict[str, tuple[str, int]] = {
 }
 
 
-class ArtifactError(ValueError):
+class ArtifactError(BadInput, ValueError):
     """The artifact is missing, corrupt or inconsistent."""
 
 

@@ -21,13 +21,14 @@ import yaml
 
 from . import registry, shared
 from .artifact import ArtifactError, ServingArtifact, blockwise, read_manifest
+from .cli import BadInput
 
 ARTIFACT_KEY = "serving_artifact"  # the pyfunc artifact name the training package registers
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 SMOKE_UNKNOWN_USER = "__smoke-test-unknown-user__"
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(BadInput):
     """A model could not be resolved, downloaded, verified or smoke-tested."""
 
 
