@@ -15,16 +15,7 @@ from mlflow.exceptions import MlflowException
 from {{ cookiecutter.package }}_core.api_client import ApiClient
 from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop, read_feedback
-from {{ cookiecutter.package }}_core.registry import (
-    champion_line,
-    champion_version,
-    client,
-    make_champion,
-    now,
-    promotion_lock,
-    record_decision,
-    triggered_by,
-)
+from {{ cookiecutter.package }}_core import registry
 from {{ cookiecutter.package }}_core.shared import CHAMPION, PROMOTION_LOG
 
 
@@ -37,7 +28,7 @@ class ActionRefused(BadInput):
 
 def approve(name: str, version: str, reason: str, log: Path = PROMOTION_LOG) -> dict[str, Any]:
     """A person lets a candidate that passed the gate (and waits as challenger) become champion."""
-    mlflow_client = client()
+    mlflow_client = registry.client()
     tags = _version_tags(mlflow_client, name, version)
     if tags.get("gate.decision") != "pass":
         raise ActionRefused(
@@ -50,23 +41,23 @@ def approve(name: str, version: str, reason: str, log: Path = PROMOTION_LOG) -> 
         )
     if not reason.strip():
         raise ActionRefused("an approval needs a reason (REASON=...)")
-    actor, _ = triggered_by()
-    with promotion_lock(mlflow_client, name, holder=f"{actor} approve v{version}"):
+    actor, _ = registry.triggered_by()
+    with registry.promotion_lock(mlflow_client, name, holder=f"{actor} approve v{version}"):
         record = {
             "action": "approve",
             "model_name": name,
             "version": version,
-            "previous_champion": champion_version(mlflow_client, name),
+            "previous_champion": registry.champion_version(mlflow_client, name),
             "reason": reason.strip(),
-            "decided_at": now(),
+            "decided_at": registry.now(),
             "decided_by": actor,
         }
         for key, value in (("status", "approved"), ("by", actor), ("at", record["decided_at"])):
             mlflow_client.set_model_version_tag(name, version, f"approval.{key}", value)
         mlflow_client.set_model_version_tag(name, version, "approval.reason", record["reason"])
         previous, at = record["previous_champion"], record["decided_at"]
-        make_champion(mlflow_client, name, version, previous, actor, at)
-    record_decision(record, log)
+        registry.make_champion(mlflow_client, name, version, previous, actor, at)
+    registry.record_decision(record, log)
     return record
 
 
@@ -80,11 +71,11 @@ def rollback(
     """
     if not reason.strip():
         raise ActionRefused("a rollback by hand needs a reason (REASON=...)")
-    mlflow_client = client()
-    actor, _ = triggered_by()
-    with promotion_lock(mlflow_client, name, holder=f"{actor} rollback"):
+    mlflow_client = registry.client()
+    actor, _ = registry.triggered_by()
+    with registry.promotion_lock(mlflow_client, name, holder=f"{actor} rollback"):
         record = _roll_back(mlflow_client, name, reason.strip(), to_version, actor)
-    record_decision(record, log)
+    registry.record_decision(record, log)
     return record
 
 
@@ -93,7 +84,7 @@ def rollback_reason(
 ) -> tuple[str | None, str]:
     """(why the champion must go, or None; what was checked): online quality against the
     previous champion's, and whether the API at `url` fails to load the champion."""
-    line = champion_line(client(), name)
+    line = registry.champion_line(registry.client(), name)
     if line.champion is None:
         return None, "no champion: nothing to roll back"
     quality = online_quality(read_feedback(feedback))
@@ -114,7 +105,7 @@ def rollback_reason(
 def _roll_back(
     mlflow_client: Any, name: str, reason: str, to_version: str | None, actor: str
 ) -> dict[str, Any]:
-    line = champion_line(mlflow_client, name)
+    line = registry.champion_line(mlflow_client, name)
     current = line.champion
     if current is None:
         raise ActionRefused(f"{name} has no champion to roll back")
@@ -130,7 +121,7 @@ def _roll_back(
         "version": target,
         "from_version": current,
         "reason": reason,
-        "decided_at": now(),
+        "decided_at": registry.now(),
         "decided_by": actor,
     }
     mlflow_client.set_registered_model_alias(name, CHAMPION, target)
