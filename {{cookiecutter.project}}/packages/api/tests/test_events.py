@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from {{ cookiecutter.package }}_core.feedback import read_feedback
+
 
 def event(**overrides) -> dict:
     base = {"event_type": "click", "user_id": "u1", "item_id": "a", "model_version": "local-1"}
@@ -140,3 +142,32 @@ def test_events_need_no_model(empty_app, events_log):
     assert response.status_code == 202
     assert response.headers["X-Model-Version"] == "none"
     assert len(logged(events_log)) == 1
+
+
+def test_a_retry_with_the_same_event_id_is_counted_once(client, events_log):
+    """The API logs a retry (another worker may have logged the first try); readers count the
+    event_id once."""
+    keyed = event(event_id="0b5e8c2a-retry")
+    for _ in range(2):
+        assert client.post("/v1/events", json={"events": [keyed, event()]}).status_code == 202
+    assert [line.get("event_id") for line in logged(events_log)] == [keyed["event_id"], None] * 2
+    assert len(read_feedback(events_log)) == 3
+
+
+@pytest.mark.parametrize(
+    ("events", "fragment"),
+    [
+        ([event(event_id="")], "events[0].event_id must be 1 to 128"),
+        ([event(event_id=7)], "events[0].event_id must be a string"),
+        ([event(event_id="e\n1")], "events[0].event_id contains control characters"),
+        (
+            [event(event_id="e1"), event(), event(event_id="e1")],
+            "events[2].event_id repeats events[0]'s",
+        ),
+    ],
+)
+def test_a_bad_event_id_is_refused(client, events_log, events, fragment):
+    response = client.post("/v1/events", json={"events": events})
+    assert response.status_code == 400
+    assert fragment in response.get_json()["error"]["message"]
+    assert not events_log.exists()
