@@ -66,3 +66,35 @@ def test_a_drop_needs_a_lower_ratio_and_enough_impressions():
     assert quiet["drop"] is False
     assert "50 impressions" in quiet["reason"]
     assert quality_drop(quality, "2", None, SETTINGS)["drop"] is False
+
+
+def test_a_torn_fragment_does_not_hide_the_event_glued_after_it(tmp_path):
+    """A write cut short, then the next event appended onto the half line: the event counts."""
+    log = tmp_path / "events.jsonl"
+    write_log(log, {"1": {"impression": 3}})
+    valid = log.read_bytes().splitlines(keepends=True)
+    torn = b'{"event_type":"click","user_id":"u\xc3'  # cut inside a UTF-8 character, too
+    log.write_bytes(valid[0] + torn + valid[1] + torn[:9] + torn + valid[2] + b'{"oops"}\n')
+    assert list(read_feedback(log)["user_id"]) == ["u0", "u1", "u2"]
+
+
+def test_an_event_id_counts_once_however_often_it_was_logged(tmp_path):
+    """Retries carry the same event_id: every reader (online quality, drift, rollback) counts
+    the first line with it; events without one are all counted."""
+    log = tmp_path / "events.jsonl"
+    base = {"user_id": "u1", "item_id": "a", "model_version": "1"}
+    lines = [
+        {**base, "event_type": "impression", "event_id": "e-1", "timestamp": "2026-11-27T07:00Z"},
+        {**base, "event_type": "click", "event_id": "e-2", "timestamp": "2026-11-27T07:01Z"},
+        {**base, "event_type": "impression", "event_id": "e-1", "timestamp": "2026-11-27T07:02Z"},
+        {**base, "event_type": "impression", "timestamp": "2026-11-27T07:03Z"},
+        {**base, "event_type": "impression", "timestamp": "2026-11-27T07:03Z"},
+        {**base, "event_type": "click", "event_id": "e-2", "timestamp": "2026-11-27T07:04Z"},
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    feedback = read_feedback(log)
+    assert list(feedback["timestamp"].dt.minute) == [0, 1, 3, 3]
+    assert online_quality(feedback)["1"]["impressions"] == 3
+    assert online_quality(feedback)["1"]["ctr"] == round(1 / 3, 6)
+    # The retry of e-1 at 07:02 is after `since`, its first line is not: it is not counted.
+    assert len(read_feedback(log, since=pd.Timestamp("2026-11-27T07:02"))) == 2

@@ -6,36 +6,74 @@ The drift job reports it and `rollback` acts on it; the rule that calls a drop i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .shared import FEEDBACK_LOGGED, FEEDBACK_RATES, IMPRESSION
+from .shared import FEEDBACK_KEY, FEEDBACK_LOGGED, FEEDBACK_RATES, IMPRESSION
+
+_DECODER = json.JSONDecoder()
 
 
 def read_feedback(path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The events log as a table (timestamps in UTC, naive); lines that do not parse are skipped.
+    """The events log as a table (timestamps in UTC, naive), each event once.
 
-    Only a full disk leaves such a line (a torn last write), and the API never answered 202 for
-    it. `since` keeps the events at or after that moment. A missing log is an empty table.
+    An event with an `event_id` (the idempotency key) counts once however often it was logged:
+    the first line that has the key stands, later ones are retries. Lines that do not parse are
+    skipped, and a torn fragment in front of a valid event (a write cut short by a full disk or a
+    killed writer, then the next event appended after it) does not hide that event. `since`
+    keeps the events at or after that moment. A missing log is an empty table.
     """
     rows = []
+    keys: set[str] = set()
     if Path(path).is_file():
         with open(path, "rb") as handle:
-            for line in handle:
+            for event in _events(handle):
                 try:
-                    event = json.loads(line)
-                    rows.append(tuple(str(event[column]) for column in FEEDBACK_LOGGED))
-                except (ValueError, KeyError, TypeError):
+                    row = tuple(str(event[column]) for column in FEEDBACK_LOGGED)
+                except KeyError:
                     continue
+                if event.get(FEEDBACK_KEY) is not None:
+                    key = str(event[FEEDBACK_KEY])
+                    if key in keys:
+                        continue
+                    keys.add(key)
+                rows.append(row)
     table = pd.DataFrame(rows, columns=list(FEEDBACK_LOGGED))
     table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True, format="ISO8601")
     table["timestamp"] = table["timestamp"].dt.tz_localize(None)
     if since is not None:
         table = table[table["timestamp"] >= since]
     return table.reset_index(drop=True)
+
+
+def _events(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of the log's lines; from a line that does not parse, the first object
+    that fills the rest of it (what follows a torn fragment), if any."""
+    for raw in lines:
+        try:
+            line = raw.decode()
+            event = json.loads(line)
+        except ValueError:  # UnicodeDecodeError is a ValueError
+            event = _after_torn_fragment(raw.decode(errors="replace"))
+        if isinstance(event, dict):
+            yield event
+
+
+def _after_torn_fragment(line: str) -> Any:
+    line = line.rstrip()
+    start = line.find("{", 1)
+    while start != -1:
+        try:
+            event, end = _DECODER.raw_decode(line, start)
+            if end == len(line):
+                return event
+        except ValueError:
+            pass
+        start = line.find("{", start + 1)
+    return None
 
 
 def online_quality(feedback: pd.DataFrame) -> dict[str, dict[str, Any]]:

@@ -122,7 +122,11 @@ def drift_summary_path(environ: Mapping[str, str] | None = None) -> Path:
 IMPRESSION, CLICK, ADD_TO_CART, PURCHASE = "impression", "click", "add_to_cart", "purchase"
 FEEDBACK_EVENT_TYPES = (IMPRESSION, CLICK, ADD_TO_CART, PURCHASE)
 FEEDBACK_REQUIRED = ("event_type", "user_id", "item_id", "model_version")
-FEEDBACK_OPTIONAL = ("request_id", "timestamp")
+# The idempotency key: a client-chosen id (the id rule) for one event, sent again unchanged with
+# every retry of it. The log may then hold the event twice (a retry after a timeout or a worker
+# killed before it answered); every reader counts an event_id once, the first line that has it.
+FEEDBACK_KEY = "event_id"
+FEEDBACK_OPTIONAL = ("request_id", "timestamp", FEEDBACK_KEY)
 FEEDBACK_LOGGED = (*FEEDBACK_REQUIRED, "timestamp")  # every logged line has these
 # Rates per impression of the online-quality check.
 FEEDBACK_RATES = {"ctr": CLICK, "add_to_cart_rate": ADD_TO_CART, "purchase_rate": PURCHASE}

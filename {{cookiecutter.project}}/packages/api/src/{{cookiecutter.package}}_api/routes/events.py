@@ -2,7 +2,13 @@
 
 `{"events": [event, ...]}` (1 to MAX_EVENTS_PER_REQUEST events) or one event object alone. A
 batch with any invalid event is refused whole (400 naming the index and the field); an accepted
-batch is on disk, in the events log, before the 202 goes out.
+batch is on disk, in the events log, before the 202 goes out; a batch that could not be written
+is not in the log at all (the 503 says so).
+
+An event may carry an `event_id` (the idempotency key, `core.shared.FEEDBACK_KEY`): the client
+sends the same one again when it retries. The API cannot tell a retry from a first try (each
+gunicorn worker is its own process), so it logs both; every reader of the log counts the key
+once (`core.feedback.read_feedback`). Within one batch a key must not repeat.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from {{ cookiecutter.package }}_core.shared import (
     FEEDBACK_EVENT_TYPES,
+    FEEDBACK_KEY,
     FEEDBACK_OPTIONAL,
     FEEDBACK_REQUIRED,
 )
@@ -27,8 +34,9 @@ bp = Blueprint("events", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
 
 FIELDS = frozenset(FEEDBACK_REQUIRED + FEEDBACK_OPTIONAL)
-# The required fields besides event_type are ids; so is the optional request_id.
+# The required fields besides event_type are ids; so are the optional request_id and event_id.
 REQUIRED_IDS = tuple(name for name in FEEDBACK_REQUIRED if name != "event_type")
+OPTIONAL_IDS = ("request_id", FEEDBACK_KEY)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -41,15 +49,24 @@ def receive() -> tuple[dict[str, Any], int]:
         events = check_events(body)
         append_events(current_app.config["EVENTS_LOG"], events)
     except EventsLogError as error:
-        metrics.events_rejected(len(events), "unavailable")
+        metrics.events_rejected(len(events) - error.stored, "unavailable")
         log.error("events not written", extra={"fields": {"error": str(error)}})
-        raise ServiceUnavailable("the events log is not writable; retry later") from None
+        raise ServiceUnavailable(
+            f"the events log is not writable; {_stored(error.stored, len(events))}; retry later"
+        ) from None
     except HTTPException:
         metrics.events_rejected(_count(body), "invalid")
         raise
     for event in events:
         metrics.event_accepted(event["event_type"], event["model_version"])
     return {"accepted": len(events)}, 202
+
+
+def _stored(stored: int, total: int) -> str:
+    """Which events of a failed append are in the log: none, unless rolling it back failed."""
+    if stored == 0:
+        return f"none of the {total} event(s) were stored"
+    return f"events[0] to events[{stored - 1}] of {total} were stored, the rest were not"
 
 
 def _count(body: Any) -> int:
@@ -73,7 +90,13 @@ def check_events(body: Any) -> list[dict[str, Any]]:
     if len(raw) > limit:
         abort(400, description=f"events has {len(raw)} entries; at most {limit} are allowed")
     received = _now()
-    return [check_event(event, f"events[{i}]", received) for i, event in enumerate(raw)]
+    events = [check_event(event, f"events[{i}]", received) for i, event in enumerate(raw)]
+    first: dict[str, int] = {}
+    for i, event in enumerate(events):
+        key = event.get(FEEDBACK_KEY)
+        if key is not None and first.setdefault(key, i) != i:
+            abort(400, description=f"events[{i}].{FEEDBACK_KEY} repeats events[{first[key]}]'s")
+    return events
 
 
 def check_event(event: Any, where: str, received: datetime | None = None) -> dict[str, Any]:
@@ -91,8 +114,9 @@ def check_event(event: Any, where: str, received: datetime | None = None) -> dic
     checked = {"event_type": event_type}
     for name in REQUIRED_IDS:
         checked[name] = check_id(event[name], f"{where}.{name}")
-    if event.get("request_id") is not None:
-        checked["request_id"] = check_id(event["request_id"], f"{where}.request_id")
+    for name in OPTIONAL_IDS:
+        if event.get(name) is not None:
+            checked[name] = check_id(event[name], f"{where}.{name}")
     if event.get("timestamp") is not None:
         timestamp = check_timestamp(event["timestamp"], f"{where}.timestamp", received)
     else:

@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort
 
-from ..validation import check_id, check_k, current_model, query_args
+from ..validation import check_id, check_k, current_model, path_ids, query_args
 from .recommendations import DEFAULT_K, scored_items
 
 bp = Blueprint("items", __name__, url_prefix="/v1")
+bp.url_value_preprocessor(path_ids)  # raw UTF-8 path ids read as percent-encoded ones
 
 
 @bp.get("/items/<item_id>/similar")

@@ -13,9 +13,18 @@ from flask import Blueprint, abort, current_app
 
 from {{ cookiecutter.package }}_core.artifact import Recommendations
 
-from ..validation import check_id, check_ids, check_k, current_model, json_body, query_args
+from ..validation import (
+    check_id,
+    check_ids,
+    check_k,
+    current_model,
+    json_body,
+    path_ids,
+    query_args,
+)
 
 bp = Blueprint("recommendations", __name__, url_prefix="/v1")
+bp.url_value_preprocessor(path_ids)  # raw UTF-8 path ids read as percent-encoded ones
 DEFAULT_K = 10
 
 
