@@ -148,7 +148,12 @@ class BufferingThreadWorker(gthread.ThreadWorker):
             return
         conn.sock.setblocking(False)
         self.reading[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_SECONDS)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
+        # Mostly the whole request is already here (a keepalive connection that turned
+        # readable): read it now, sparing a round through the poller.
+        self.on_request_bytes(conn, conn.sock)
+        if conn in self.reading:
+            callback = partial(self.on_request_bytes, conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, callback)
 
     def on_request_bytes(self, conn: gthread.TConn, client: socket.socket) -> None:
         data, deadline = self.reading[conn]
