@@ -40,3 +40,15 @@ def test_bad_numbers_and_limits_are_refused():
         Settings.from_env(environ={"MAX_K": "many"})
     with pytest.raises(ValueError, match="must be >= 1"):
         Settings.from_env(environ={}, overrides={"MAX_K": 0})
+
+
+def test_gunicorn_binds_loopback_unless_host_says_otherwise(monkeypatch):
+    import importlib
+
+    from {{ cookiecutter.package }}_api import gunicorn_conf
+
+    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.setenv("PORT", "8123")
+    assert importlib.reload(gunicorn_conf).bind == "127.0.0.1:8123"
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert importlib.reload(gunicorn_conf).bind == "0.0.0.0:8123"

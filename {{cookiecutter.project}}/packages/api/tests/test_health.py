@@ -38,6 +38,25 @@ def test_without_a_model_the_app_starts_but_is_not_ready(empty_app):
     assert "recommender_model_reload_failures_total 1.0" in metrics
 
 
+def test_readyz_keeps_the_load_error_in_the_log(tmp_path, caplog):
+    """Where the model was looked for (a registry URL, a server path) is in the log only."""
+    internal = str(tmp_path / "internal-models" / "champion")
+    app = create_app(
+        {
+            "MODEL_URI": internal,
+            "MODEL_REFRESH_SECONDS": 0,
+            "EVENTS_LOG": str(tmp_path / "events.jsonl"),
+        }
+    )
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    message = response.get_json()["error"]["message"]
+    assert message == "no model is loaded; the last load failed (see the server log)"
+    assert "internal-models" not in response.get_data(as_text=True)
+    logged = [record for record in caplog.records if record.getMessage().startswith("model load")]
+    assert logged and "internal-models" in str(logged[0].fields)
+
+
 def test_bad_input_still_gets_a_400_without_a_model(empty_app):
     response = empty_app.test_client().get("/v1/users/u1/recommendations?k=0")
     assert response.status_code == 400

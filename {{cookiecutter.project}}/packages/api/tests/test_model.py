@@ -1,5 +1,6 @@
 """The served model: description, admin reload with hot swap, corrupt artifacts refused."""
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -35,6 +36,123 @@ def test_reload_needs_a_bearer_token(client, admin_headers):
     assert response.status_code == 401
 
 
+LINEAGE = {
+    "model": "ease",
+    "training_run_id": "run-1",
+    "registered_at": "2025-01-06T03:00:00Z",
+    "promoted_at": "2025-01-06T03:05:00Z",
+    "gate.decision": "pass",
+    "metric.ndcg_at_10": "0.31",
+    "triggered_by": "alice@build-host-7",
+    "promoted_by": "github:alice",
+    "gate.decided_by": "alice@build-host-7",
+    "gate.reason": "passed all gates",
+    "approval.approved_by": "bob@laptop",
+    "git_commit": "abc123",
+    "dvc_data_hash": "d41d8cd9",
+    "data_source": "s3://internal-bucket/events.csv",
+    "previous_champion": "3",
+}
+
+
+@pytest.fixture
+def model_with_lineage(app):
+    """The served model as a registry version with every kind of lineage tag."""
+    store = app.extensions["model_store"]
+    current = store.current
+    store._current = dataclasses.replace(
+        current,
+        version="4",
+        name="shop",
+        alias="champion",
+        run_id="run-1",
+        source="/srv/models/downloads/4",
+        tags=LINEAGE,
+        manifest={**current.manifest, "metadata": {"model": "ease", "params": {"l2": 100}}},
+    )
+    return store._current
+
+
+def test_the_public_model_leaves_out_actors_and_provenance(client, model_with_lineage):
+    body = client.get("/v1/model").get_json()
+    assert (body["name"], body["version"], body["alias"], body["run_id"]) == (
+        "shop",
+        "4",
+        "champion",
+        "run-1",
+    )
+    public = ("model", "git_commit", "training_run_id", "registered_at", "promoted_at")
+    public += ("gate.decision",)
+    assert body["lineage"] == {key: LINEAGE[key] for key in (*public, "metric.ndcg_at_10")}
+    assert body["source"] is None  # a file path of the server
+    assert body["artifact"]["metadata"] == {"model": "ease"}
+    assert body["artifact"]["n_items"] == 4 and body["artifact"]["checksum"]
+    text = client.get("/v1/model").get_data(as_text=True)
+    for secret in ("alice", "bob", "build-host", "d41d8cd9", "internal-bucket", "/srv/", "l2"):
+        assert secret not in text
+
+
+def test_the_admin_model_has_the_whole_lineage(client, model_with_lineage, admin_headers):
+    assert client.get("/v1/model?detail=full").status_code == 401
+    assert client.get("/v1/model?detail=everything").status_code == 400
+    response = client.get("/v1/model?detail=full", headers=admin_headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["lineage"] == LINEAGE and body["source"] == "/srv/models/downloads/4"
+    assert body["artifact"]["metadata"]["params"] == {"l2": 100}
+
+
+def test_wrong_admin_tokens_back_off_per_address(app, admin_headers):
+    """1,200 guesses from one address: 10 are checked (403), the rest get 429 with Retry-After,
+    even the right token; another address is not affected; the window passing lifts it."""
+    now = [1000.0]
+    limiter = app.extensions["admin_limiter"]
+    limiter.clock = lambda: now[0]
+    client = app.test_client()
+    wrong = {"Authorization": "Bearer wrong"}
+    statuses = [client.post("/v1/admin/reload", headers=wrong).status_code for _ in range(1200)]
+    assert statuses.count(403) == 10 and statuses.count(429) == 1190
+    response = client.post("/v1/admin/reload", headers=admin_headers)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "60"
+    assert "too many wrong admin tokens" in response.get_json()["error"]["message"]
+
+    other = client.post(
+        "/v1/admin/reload", headers=admin_headers, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    )
+    assert other.status_code == 200
+    now[0] += 30
+    assert client.get("/v1/model?detail=full", headers=admin_headers).headers["Retry-After"] == "30"
+    now[0] += 30
+    assert client.post("/v1/admin/reload", headers=admin_headers).status_code == 200
+
+
+def test_a_reload_reaches_every_process_sharing_the_signal_folder(
+    tmp_path, artifact_dir, admin_headers, new_artifact
+):
+    """Two apps as two gunicorn workers: a reload asked of one reaches the other."""
+    settings = {
+        "MODEL_URI": str(artifact_dir),
+        "MODEL_REFRESH_SECONDS": 0,
+        "ADMIN_TOKEN": admin_headers["Authorization"][7:],
+        "RELOAD_SIGNAL_DIR": str(tmp_path),
+    }
+    asked, other = create_app(settings), create_app(settings)
+    try:
+        old = other.extensions["model_store"].current.version
+        new_artifact(popular=[3, 2, 1, 0], name="v2").save(artifact_dir)
+        answer = asked.test_client().post("/v1/admin/reload", headers=admin_headers).get_json()
+        assert answer["scope"] == "all_workers" and answer["model_version"] != old
+        deadline = time.monotonic() + 3
+        store = other.extensions["model_store"]
+        while store.current.version == old and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.current.version == answer["model_version"]
+    finally:
+        for app in (asked, other):
+            app.extensions["model_store"].stop()
+
+
 def test_admin_is_disabled_without_a_token(artifact_dir, admin_headers):
     app = create_app({"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0})
     response = app.test_client().post("/v1/admin/reload", headers=admin_headers)
@@ -45,7 +163,12 @@ def test_admin_is_disabled_without_a_token(artifact_dir, admin_headers):
 def test_hot_swap_through_admin_reload(client, artifact_dir, admin_headers, new_artifact):
     old = client.get("/v1/model").get_json()["version"]
     response = client.post("/v1/admin/reload", headers=admin_headers)
-    assert response.get_json() == {"status": "loaded", "model_version": old}
+    # No folder shared with other workers (no gunicorn): the reload reaches this process.
+    assert response.get_json() == {
+        "status": "loaded",
+        "model_version": old,
+        "scope": "this_process",
+    }
 
     new_artifact(popular=[3, 2, 1, 0], name="v2").save(artifact_dir)
     response = client.post("/v1/admin/reload", headers=admin_headers)

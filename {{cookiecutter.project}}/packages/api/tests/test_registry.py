@@ -49,22 +49,27 @@ def registry(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def test_serves_the_champion_and_follows_the_alias(registry, tmp_path, new_artifact):
+def test_serves_the_champion_and_follows_the_alias(registry, tmp_path, new_artifact, admin_headers):
     uri, register = registry
     new_artifact(name="v1").save(tmp_path / "v1")
-    assert register(tmp_path / "v1", {"git_commit": "abc123", "metric.ndcg_at_10": "0.3"}) == "1"
+    tags = {"git_commit": "abc123", "metric.ndcg_at_10": "0.3", "triggered_by": "alice@host"}
+    assert register(tmp_path / "v1", tags) == "1"
 
     app = create_app(
         {
             "MODEL_URI": f"models:/{NAME}@champion",
             "MLFLOW_TRACKING_URI": uri,
             "MODEL_REFRESH_SECONDS": 0,
+            "ADMIN_TOKEN": admin_headers["Authorization"].removeprefix("Bearer "),
         }
     )
     client = app.test_client()
     model = client.get("/v1/model").get_json()
+    assert "alice" not in str(model) and model["lineage"]["git_commit"] == "abc123"
+    model = client.get("/v1/model?detail=full", headers=admin_headers).get_json()
     assert model["version"] == "1" and model["alias"] == "champion" and model["name"] == NAME
     assert model["lineage"]["git_commit"] == "abc123"
+    assert model["lineage"]["triggered_by"] == "alice@host"
     assert model["lineage"]["metric.ndcg_at_10"] == "0.3"
     assert model["run_id"] == model["lineage"]["training_run_id"]
     response = client.get("/v1/users/u1/recommendations?k=2")

@@ -10,12 +10,13 @@ from flask import Flask
 
 from {{ cookiecutter.package }}_core.shared import configure_logging
 
+from .admin import FailureLimiter
 from .config import Settings
 from .errors import install_error_handlers
 from .json_provider import OrjsonProvider
 from .metrics import Metrics
 from .middleware import RequestObserver
-from .model_store import ModelStore
+from .model_store import ModelStore, ReloadSignal
 from .routes import events, health, items, metrics, model, openapi, recommendations
 
 
@@ -38,9 +39,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         tracking_uri=settings.MLFLOW_TRACKING_URI,
         refresh_seconds=settings.MODEL_REFRESH_SECONDS,
         listener=app_metrics,
+        signal=ReloadSignal(settings.RELOAD_SIGNAL_DIR) if settings.RELOAD_SIGNAL_DIR else None,
     )
     app.extensions["metrics"] = app_metrics
     app.extensions["model_store"] = store
+    app.extensions["admin_limiter"] = FailureLimiter(
+        settings.ADMIN_MAX_FAILURES, settings.ADMIN_FAILURE_WINDOW_SECONDS
+    )
 
     app.wsgi_app = RequestObserver(app.wsgi_app, app_metrics, store)
     install_error_handlers(app)

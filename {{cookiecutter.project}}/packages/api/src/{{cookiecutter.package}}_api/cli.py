@@ -19,11 +19,13 @@ the command `make serve` runs."""
 # MODEL_REFRESH_SECONDS, ADMIN_TOKEN, LOG_LEVEL, ...): the gunicorn config reads these.
 SERVE_EPILOG = """\
 environment (read by the gunicorn config):
-  HOST, PORT                  where gunicorn listens (0.0.0.0, 8000)
+  HOST, PORT                  where gunicorn listens (127.0.0.1, 8000; containers and
+                              units set HOST=0.0.0.0 or the address their proxy uses)
   WEB_CONCURRENCY             worker processes (2)
   GUNICORN_THREADS            threads per worker (2)
   GUNICORN_TIMEOUT            seconds a worker may take to boot or answer (60)
   GUNICORN_GRACEFUL_TIMEOUT   seconds to finish requests after SIGTERM (20)
+  GUNICORN_READ_TIMEOUT       seconds for a request to arrive whole, else 408 (10)
   LOG_LEVEL                   debug, info, warning, error (info; warning drops the access log)
 
 The app reads MODEL_URI, MLFLOW_TRACKING_URI, MODEL_REFRESH_SECONDS, ADMIN_TOKEN and the rest

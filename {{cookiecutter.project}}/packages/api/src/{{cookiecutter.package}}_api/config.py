@@ -35,6 +35,13 @@ class Settings:
 
     MODEL_REFRESH_SECONDS: float = 60.0
     ADMIN_TOKEN: str | None = None  # unset: the admin endpoints are disabled
+    # Wrong admin tokens from one client address: after this many within the window, 429 with
+    # Retry-After until the oldest failure leaves the window (counted in each worker).
+    ADMIN_MAX_FAILURES: int = 10
+    ADMIN_FAILURE_WINDOW_SECONDS: float = 60.0
+    # A folder every worker of this server shares: POST /v1/admin/reload stamps a file there and
+    # every worker reloads. The gunicorn config makes one; empty: a reload reaches one process.
+    RELOAD_SIGNAL_DIR: str = ""
     MAX_CONTENT_LENGTH: int = 64 * 1024
     MAX_K: int = 100
     MAX_IDS_PER_REQUEST: int = 100  # session items, batch users, excluded items
@@ -77,8 +84,10 @@ class Settings:
     def check(self) -> None:
         if self.MODEL_REFRESH_SECONDS < 0:
             raise ValueError("MODEL_REFRESH_SECONDS must be >= 0 (0 disables the refresh)")
+        if self.ADMIN_FAILURE_WINDOW_SECONDS <= 0:
+            raise ValueError("ADMIN_FAILURE_WINDOW_SECONDS must be > 0")
         limits = ("MAX_K", "MAX_CONTENT_LENGTH", "MAX_IDS_PER_REQUEST", "MAX_EVENTS_PER_REQUEST")
-        limits += ("MAX_EVENTS_CONTENT_LENGTH",)
+        limits += ("MAX_EVENTS_CONTENT_LENGTH", "ADMIN_MAX_FAILURES")
         if any(getattr(self, name) < 1 for name in limits):
             raise ValueError(f"{', '.join(limits)} must be >= 1")
 
