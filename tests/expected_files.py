@@ -84,12 +84,14 @@ PAYLOAD = paths(
     packages/api/pyproject.toml
     packages/api/src/shop_recommender_api/__init__.py
     packages/api/src/shop_recommender_api/access_log.py
+    packages/api/src/shop_recommender_api/admin.py
     packages/api/src/shop_recommender_api/app.py
     packages/api/src/shop_recommender_api/cli.py
     packages/api/src/shop_recommender_api/config.py
     packages/api/src/shop_recommender_api/errors.py
     packages/api/src/shop_recommender_api/events_log.py
     packages/api/src/shop_recommender_api/gunicorn_conf.py
+    packages/api/src/shop_recommender_api/gunicorn_worker.py
     packages/api/src/shop_recommender_api/json_provider.py
     packages/api/src/shop_recommender_api/metrics.py
     packages/api/src/shop_recommender_api/middleware.py

@@ -206,6 +206,11 @@ def _drive(
     )
     with open(f"{prefix}_stats.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    if int(total["Request Count"]) == 0:  # locust reports the percentiles as N/A then
+        raise SystemExit(
+            f"ERROR: no request to {server} completed in {seconds} s (a busy machine starts "
+            f"locust slowly: raise --seconds); see {prefix}_stats.csv"
+        )
     return {
         "rps": float(total["Requests/s"]),
         "p50": float(total["50%"]),

@@ -12,10 +12,10 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from {{ cookiecutter.package }}_core import registry
 from {{ cookiecutter.package }}_core.api_client import ApiClient
 from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop, read_feedback
-from {{ cookiecutter.package }}_core import registry
 from {{ cookiecutter.package }}_core.shared import CHAMPION, PROMOTION_LOG
 
 
