@@ -118,3 +118,33 @@ def test_duplicate_header_name(tmp_path: Path) -> None:
         read_raw_table(path)
     assert (caught.value.row, caught.value.column) == (1, "a")
     assert caught.value.rule == "duplicate column name"
+
+
+def test_a_value_over_the_block_size_names_its_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    huge = "x" * 3_000_000  # pyarrow reads values of a block or two (1 MB each), not more
+    path.write_text(CSV + f'u3,"{huge}\nmore",view,2026-01-05T12:00:00\n' + CSV.split("\n", 1)[1])
+    with pytest.raises(DataContractError) as caught:
+        read_raw_table(path)
+    error = caught.value
+    assert (error.row, error.column) == (4, "item_id"), str(error)
+    assert "longer than 1 MB" in error.rule and "straddl" not in error.rule, error.rule
+
+
+def test_an_unterminated_quote_names_where_it_starts(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    rest = "".join(f"u{i},i{i},view,2026-01-05T12:00:00\n" for i in range(60_000))
+    path.write_text(CSV + 'u3,i3,view,"2026-01-05T12:00:00\n' + rest)
+    with pytest.raises(DataContractError) as caught:
+        read_raw_table(path)
+    error = caught.value
+    assert (error.row, error.column) == (4, "timestamp"), str(error)
+    assert "unterminated quote" in error.rule and "straddl" not in error.rule, error.rule
+
+
+def test_an_unterminated_quote_in_a_small_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(CSV + 'u3,"i3,view,2026-01-05T12:00:00\nu4,i4,view,2026-01-05T12:00:00\n')
+    with pytest.raises(DataContractError) as caught:
+        read_raw_table(path)
+    assert caught.value.row == 4 and "unterminated quote" in caught.value.rule, str(caught.value)
