@@ -1,5 +1,6 @@
-"""`batch-recommend`: the export equals the API's answers, is idempotent, is logged to MLflow,
-and bad input (unknown model, corrupt artifact, unwritable path, full disk) changes nothing."""
+"""`<project>-batch export`: the export equals the API's answers, is idempotent, is logged to
+MLflow, and bad input (unknown model, corrupt artifact, unknown category, settings that leave no
+rows, bad date or catalog) and failures (unwritable path, full disk) change nothing."""
 
 from __future__ import annotations
 
@@ -228,3 +229,48 @@ def test_a_full_disk_fails_cleanly_and_keeps_the_previous_export(workdir, model_
     after = {path.name: sha256_file(path) for path in partition(workdir).iterdir()}
     assert after == before
     assert not list((workdir / "exports").glob(".*")), "no staging folder is left behind"
+
+
+def refused_over_an_export(workdir: Path, model_dir: Path, capsys, *extra: str) -> str:
+    """Export, then export again with `extra`: exit 2 and the first export untouched. The error."""
+    assert export(model_dir) == 0
+    before = {path.name: sha256_file(path) for path in partition(workdir).iterdir()}
+    capsys.readouterr()
+    assert export(model_dir, *extra) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert "previous exports are untouched" in error, error
+    assert {path.name: sha256_file(path) for path in partition(workdir).iterdir()} == before
+    assert not list((workdir / "exports").glob(".*")), "no staging folder is left behind"
+    return error
+
+
+def test_an_unknown_category_is_bad_input_and_the_previous_export_stays(workdir, model_dir, capsys):
+    error = refused_over_an_export(workdir, model_dir, capsys, "--category", "hatz")
+    assert "unknown category 'hatz'" in error and "'hats'" in error, error
+
+
+def test_an_export_that_would_be_empty_is_bad_input(workdir, model_dir, capsys):
+    catalog = pd.read_csv(workdir / "catalog.csv")
+    catalog["available"] = catalog["item_id"].str[1:].astype(int) % 4 != 1  # no hat is for sale
+    catalog.to_csv(workdir / "no-hats.csv", index=False)
+    extra = ("--category", "hats", "--catalog", "no-hats.csv")
+    error = refused_over_an_export(workdir, model_dir, capsys, *extra)
+    assert "would have 0 rows" in error and "category 'hats'" in error, error
+
+
+@pytest.mark.parametrize("day", ["../x", "2026-13-01", "2026-12-1/"])
+def test_a_date_that_is_not_a_calendar_day_is_bad_input(workdir, model_dir, day, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model-uri", str(model_dir), "--date", day, "--out", "exports"])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    assert f"{day!r} is not a date (YYYY-MM-DD)" in capsys.readouterr().err
+    assert not (workdir / "exports").exists()
+
+
+def test_an_unreadable_catalog_is_bad_input(workdir, model_dir, capsys):
+    (workdir / "no-available.csv").write_text("item_id\ni0001\n")
+    assert export(model_dir, "--catalog", "no-available.csv") == EXIT_BAD_INPUT
+    assert "lacks column(s) available" in capsys.readouterr().err
+    assert export(model_dir, "--catalog", "missing.csv") == EXIT_BAD_INPUT
+    assert "cannot read the catalog missing.csv" in capsys.readouterr().err
+    assert not partition(workdir).exists()

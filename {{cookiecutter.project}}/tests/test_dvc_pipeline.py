@@ -1,7 +1,8 @@
 """The DVC pipeline for real: `dvc repro` end to end in a scratch copy of this project.
 
 Small synthetic data keeps it to about a minute. Covers the no-op rerun, a malformed data file
-rejected by the validate stage with nothing registered, and push/pull to the local remote.
+rejected by the validate stage with nothing registered and the last good validated data kept,
+and push/pull to the local remote.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+
+from {{ cookiecutter.package }}_core.shared import VALIDATED_DIR
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -89,25 +93,54 @@ def test_push_and_pull_through_the_local_remote(scratch_project):
     assert "up to date" in run(["dvc", "status"], scratch_project).stdout
 
 
-def test_malformed_data_is_rejected_and_nothing_is_registered(scratch_project):
-    before = registry_versions(scratch_project)
-    raw = scratch_project / "data" / "raw" / "events.parquet"
-    backup = raw.read_bytes()
+@contextmanager
+def malformed_event(root: Path, index: int, event_type: str):
+    """The raw events with one unknown event type at `index` (a 0-based row), put back after."""
     import pandas as pd
 
+    raw = root / "data" / "raw" / "events.parquet"
+    backup = raw.read_bytes()
     events = pd.read_parquet(raw)
     events["event_type"] = events["event_type"].astype(str)
-    events.loc[41, "event_type"] = "wishlist"
+    events.loc[index, "event_type"] = event_type
     events.to_parquet(raw, index=False)
     try:
+        yield
+    finally:
+        raw.write_bytes(backup)
+
+
+def test_malformed_data_is_rejected_and_nothing_is_registered(scratch_project):
+    before = registry_versions(scratch_project)
+    with malformed_event(scratch_project, 41, "wishlist"):
         # `pipeline` is `dvc repro` with the stage's own exit code (DVC's would be 255).
         result = run([TRAIN, "pipeline"], scratch_project, check=False)
         assert result.returncode == 2, result.stderr
         output = result.stdout + result.stderr
         assert "row 42" in output and "'event_type'" in output and "wishlist" in output
         assert registry_versions(scratch_project) == before
-    finally:
-        raw.write_bytes(backup)
+
+
+def test_a_failed_validate_keeps_the_last_good_validated_data(scratch_project):
+    """DVC removes a stage's outputs before it runs; the validated window must survive a
+    rejected file, because the drift job reads it as its reference."""
+    from {{ cookiecutter.package }}_monitoring.drift import read_reference
+
+    validated = scratch_project / VALIDATED_DIR
+    good = {path.name: path.read_bytes() for path in sorted(validated.glob("*.parquet"))}
+    assert set(good) == {"events.parquet", "items.parquet"}
+    with malformed_event(scratch_project, 7, "wishlist"):
+        result = run([TRAIN, "pipeline"], scratch_project, check=False)
+        assert result.returncode == 2, result.stderr
+        assert {path.name: path.read_bytes() for path in validated.glob("*.parquet")} == good
+        window, items = read_reference(validated)
+        assert len(window.events) and len(items)
+        # The outputs still match what dvc.lock recorded for them; only the input changed.
+        status = run(["dvc", "status", "validate"], scratch_project).stdout
+        assert "modified:" in status and "deleted" not in status, status
+    # With the good file back, nothing needs to run again.
+    again = run(["dvc", "repro"], scratch_project).stdout
+    assert "Running stage 'validate'" not in again, again
 
 
 def test_a_failed_gate_reaches_the_caller_as_exit_3(scratch_project):

@@ -174,6 +174,25 @@ def test_unparsable_timestamp() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "timestamp_format"),
+    [("9999-12-31", None), ("1500-01-01T00:00:00", None), ("31/12/9999", "%d/%m/%Y")],
+)
+def test_a_timestamp_outside_the_supported_range_says_so(
+    value: str, timestamp_format: str | None
+) -> None:
+    rows = good_rows()
+    if timestamp_format:
+        for row in rows:
+            row["timestamp"] = "01/01/2026"
+    rows[3]["timestamp"] = value
+    error = rejection(rows, timestamp_format=timestamp_format)
+    assert (error.row, error.column) == (5, "timestamp")
+    assert f"timestamp {value!r} is outside the supported range" in error.rule, error.rule
+    assert "1677-09-21" in error.rule and "2262-04-11" in error.rule
+    assert "unparsable" not in error.rule
+
+
 def test_future_timestamp() -> None:
     rows = good_rows()
     rows[4]["timestamp"] = "2026-03-01T00:00:01"

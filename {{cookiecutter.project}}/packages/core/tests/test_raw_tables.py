@@ -118,3 +118,40 @@ def test_duplicate_header_name(tmp_path: Path) -> None:
         read_raw_table(path)
     assert (caught.value.row, caught.value.column) == (1, "a")
     assert caught.value.rule == "duplicate column name"
+
+
+def rejected(path: Path, text: str) -> DataContractError:
+    path.write_text(text)
+    with pytest.raises(DataContractError) as caught:
+        read_raw_table(path)
+    assert "straddl" not in caught.value.rule, caught.value.rule
+    return caught.value
+
+
+def test_a_value_over_the_block_size_names_its_row_and_column(tmp_path: Path) -> None:
+    huge = "x" * 3_000_000  # pyarrow reads values of a block or two (1 MB each), not more
+    text = CSV + f'u3,"{huge}\nmore",view,2026-01-05T12:00:00\n' + CSV.split("\n", 1)[1]
+    error = rejected(tmp_path / "events.csv", text)
+    assert (error.row, error.column) == (4, "item_id"), str(error)
+    assert "longer than 1 MB" in error.rule and "unterminated quote" in error.rule
+
+
+def test_an_unterminated_quote_names_where_it_starts(tmp_path: Path) -> None:
+    rest = "".join(f"u{i},i{i},view,2026-01-05T12:00:00\n" for i in range(60_000))
+    error = rejected(tmp_path / "events.csv", CSV + 'u3,i3,view,"2026-01-05T12:00:00\n' + rest)
+    assert (error.row, error.column) == (4, "timestamp"), str(error)
+    assert "unterminated quote" in error.rule
+
+
+def test_an_unterminated_quote_at_the_end_of_a_big_file(tmp_path: Path) -> None:
+    rows = "".join(f"u{i},i{i},view,2026-01-05T12:00:00\n" for i in range(60_000))
+    huge = "y" * 2_500_000
+    error = rejected(tmp_path / "events.csv", CSV + rows + f'u3,i3,"{huge},2026\n')
+    assert (error.row, error.column) == (60_004, "event_type"), str(error)
+    assert "unterminated quote" in error.rule
+
+
+def test_an_unterminated_quote_in_a_small_file(tmp_path: Path) -> None:
+    text = CSV + 'u3,"i3,view,2026-01-05T12:00:00\nu4,i4,view,2026-01-05T12:00:00\n'
+    error = rejected(tmp_path / "events.csv", text)
+    assert error.row == 4 and "unterminated quote" in error.rule, str(error)

@@ -3,7 +3,8 @@
 Exit status (one convention for every command: the README's "Exit codes"):
   0  written, or already complete (a rerun with the same model and settings)
   1  failed: the export could not be written (previous exports are untouched)
-  2  bad input: arguments, the model cannot be loaded, an unreadable catalog
+  2  bad input: arguments, the model cannot be loaded, an unreadable catalog, an unknown
+     category or settings that leave no rows (previous exports are untouched)
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ complete: readers see the whole export for a date or none of it.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact, sha256_file
-from {{ cookiecutter.package }}_core.cli import Failed
+from {{ cookiecutter.package }}_core.cli import BadInput, Failed
 from {{ cookiecutter.package }}_core.model_source import LoadedModel, load_model
 from {{ cookiecutter.package }}_core.registry import BATCH_EXPORT_KIND, batch_experiment
 from {{ cookiecutter.package }}_core.shared import tracking_uri
@@ -61,6 +62,13 @@ class ExportError(Failed):
         return f"{super().__str__()}; previous exports are untouched"
 
 
+class ExportRefused(BadInput):
+    """The settings would not give a usable export (exit 2); nothing visible was changed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; previous exports are untouched"
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     out: Path
@@ -78,6 +86,7 @@ def export(model: LoadedModel, settings: ExportSettings, progress: bool = True) 
     if settings.k < 1 or settings.chunk_size < 1:
         raise ExportError("k and the chunk size must be at least 1")
     artifact = model.artifact
+    _check_category(artifact, settings.category)
     unavailable, catalog_digest = _unavailable_items(artifact, settings.catalog)
     request = {
         "model_source": model.source,
@@ -102,13 +111,16 @@ def export(model: LoadedModel, settings: ExportSettings, progress: bool = True) 
     try:
         started = time.perf_counter()
         files = _write_parts(artifact, request, unavailable, settings, staging, progress)
+        rows = sum(entry["rows"] for name, entry in files.items() if PART.fullmatch(name))
+        if rows == 0:
+            raise ExportRefused(_empty_reason(settings, unavailable))
         manifest = {
             "date": settings.day.isoformat(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "request": request,
             "model_name": model.name,
             "users": len(artifact.user_ids),
-            "rows": sum(entry["rows"] for name, entry in files.items() if PART.fullmatch(name)),
+            "rows": rows,
             "files": files,
             "checksum": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
             "seconds": round(time.perf_counter() - started, 2),
@@ -191,6 +203,35 @@ def _write(table: pa.Table, stem: Path, csv: bool) -> dict[str, dict[str, Any]]:
     return {path.name: {"rows": table.num_rows, "sha256": sha256_file(path)} for path in paths}
 
 
+def _check_category(artifact: ServingArtifact, category: str | None) -> None:
+    """An unknown category would export nothing: name it and some the model knows."""
+    if category is None:
+        return
+    names, counts = np.unique(artifact.item_categories.astype(str), return_counts=True)
+    if category in names:
+        return
+    close = difflib.get_close_matches(category, names.tolist(), n=3)
+    largest = names[np.argsort(-counts, kind="stable")][:5].tolist()
+    shown = ", ".join(repr(name) for name in dict.fromkeys([*close, *largest]))
+    more = f" (of {len(names)})" if len(names) > len(set(close) | set(largest)) else ""
+    raise ExportRefused(
+        f"unknown category {category!r}: the model's items have none; known categories{more}: "
+        f"{shown}"
+    )
+
+
+def _empty_reason(settings: ExportSettings, unavailable: np.ndarray | None) -> str:
+    filters = [f"k={settings.k}"]
+    if settings.category is not None:
+        filters.append(f"category {settings.category!r}")
+    if unavailable is not None:
+        filters.append(f"{int(unavailable.sum())} items unavailable in {settings.catalog}")
+    return (
+        f"the export for {settings.day.isoformat()} would have 0 rows: no user's top items pass "
+        f"{', '.join(filters)}"
+    )
+
+
 def _unavailable_items(
     artifact: ServingArtifact, catalog: Path | None
 ) -> tuple[np.ndarray | None, str | None]:
@@ -200,10 +241,10 @@ def _unavailable_items(
     try:
         table = pd.read_parquet(catalog) if catalog.suffix == ".parquet" else pd.read_csv(catalog)
     except (OSError, ValueError) as error:
-        raise ExportError(f"cannot read the catalog {catalog}: {error}") from error
+        raise ExportRefused(f"cannot read the catalog {catalog}: {error}") from error
     missing = {"item_id", "available"} - set(table.columns)
     if missing:
-        raise ExportError(f"the catalog {catalog} lacks column(s) {', '.join(sorted(missing))}")
+        raise ExportRefused(f"the catalog {catalog} lacks column(s) {', '.join(sorted(missing))}")
     gone = table.loc[~table["available"].astype(bool), "item_id"].astype(str).to_numpy()
     positions = artifact.item_index(gone)
     mask = np.zeros(len(artifact.item_ids), dtype=bool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ DEFAULT_MAX_DUPLICATE_SHARE = 0.05
 RULE_KINDS = ("is_missing", "startswith", "in", "less_than", "not_in")
 PARAMS_FILE = "params.yaml"
 _ID_COLUMNS = ("user_id", "item_id")
+# Timestamps are nanoseconds since 1970 in 64 bits: 1677-09-21 00:12:43 to 2262-04-11 23:47:16.
+TIMESTAMP_RANGE = (pd.Timestamp.min.ceil("us"), pd.Timestamp.max.floor("us"))
 # A UTC offset after a time of day: Z, +01, +0100 or +01:00 (a date alone ends in "-05" too).
 _UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
@@ -321,7 +324,7 @@ def _parse_timestamps(
     table.fail_first(
         np.isnat(naive) & alive,
         column,
-        lambda v: f"unparsable timestamp {_show(v)} (expected {expected})",
+        lambda v: _out_of_range(v, fmt) or f"unparsable timestamp {_show(v)} (expected {expected})",
     )
     table.fail_first(
         (naive > now.to_datetime64()) & alive,
@@ -329,6 +332,23 @@ def _parse_timestamps(
         lambda v: f"timestamp {_show(v)} is in the future (now is {now.isoformat()} UTC)",
     )
     return naive
+
+
+def _out_of_range(value: str, fmt: str | None) -> str | None:
+    """Why a timestamp pandas could not read is refused, when it is a real date-time after all."""
+    try:
+        stamp = datetime.strptime(value, fmt) if fmt else datetime.fromisoformat(value.strip())
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        return None
+    low, high = TIMESTAMP_RANGE
+    if low.to_pydatetime() <= stamp <= high.to_pydatetime():
+        return None
+    return (
+        f"timestamp {_show(value)} is outside the supported range "
+        f"{low.date().isoformat()} to {high.date().isoformat()} (UTC)"
+    )
 
 
 def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:

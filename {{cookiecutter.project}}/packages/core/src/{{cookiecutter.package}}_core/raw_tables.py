@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import pyarrow.parquet as pq
 from .contract import SOURCE_ROW, DataContractError
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# pyarrow reads CSV in blocks of this size; a value much longer than one cannot be read.
+BLOCK_SIZE = 1 << 20
 
 
 def read_raw_table(path: Path) -> pd.DataFrame:
@@ -48,10 +51,14 @@ def _check_names(path: Path, names: list[str], row: int | None) -> None:
         seen.add(column)
 
 
-def _read_header(path: Path) -> list[str]:
+def _open_text(path: Path):
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def _read_header(path: Path) -> list[str]:
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        with _open_text(path) as handle:
             header = next(csv.reader(handle), None)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataContractError(str(path), f"cannot read the header: {error}", row=1) from error
@@ -89,6 +96,8 @@ def _read_csv(path: Path) -> pa.Table:
             ),
         )
     except (pa.ArrowInvalid, OSError, EOFError) as error:
+        if "straddl" in str(error):
+            raise _oversized_value(path, header) from error
         raise DataContractError(str(path), f"cannot read as CSV: {error}") from error
 
     # Record number -> line number: a quoted value with newlines takes up several lines.
@@ -101,9 +110,10 @@ def _read_csv(path: Path) -> pa.Table:
         # The handler numbers records with the header as 1, like source_row.
         index = (row.number or 2) - 2
         line = (row.number or 0) + int(shift[min(index, table.num_rows)])
+        quote = "; it has an unterminated quote" if row.text.count('"') % 2 else ""
         raise DataContractError(
             str(path),
-            f"expected {row.expected_columns} fields, found {row.actual_columns}: "
+            f"expected {row.expected_columns} fields, found {row.actual_columns}{quote}: "
             f"{row.text[:80]!r}",
             row=line if row.number else None,
         )
@@ -118,6 +128,56 @@ def _read_csv(path: Path) -> pa.Table:
         if pc.any(blank).as_py():
             table = table.filter(pc.invert(blank))
     return table
+
+
+def _oversized_value(path: Path, header: list[str]) -> DataContractError:
+    """Why pyarrow found a value straddling its blocks: the row and column where a value longer
+    than a block, or a quote that is never closed, starts (the csv module reads up to there)."""
+    limit = csv.field_size_limit(BLOCK_SIZE)
+    start = 2  # the line the current record starts on (the header is line 1)
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle, strict=True)
+            next(reader, None)
+            for _ in reader:
+                start = reader.line_num + 1
+    except csv.Error as error:
+        ended = "end of data" in str(error)
+    else:
+        ended = None
+    finally:
+        csv.field_size_limit(limit)
+    megabytes = BLOCK_SIZE / 1e6
+    if ended is None:  # not found: still say what to look for
+        rule = f"a value longer than {megabytes:.0f} MB, or an unterminated quote"
+        return DataContractError(str(path), f"cannot read as CSV: {rule}; fix the file")
+    column = _open_field(path, header, start)
+    if ended:
+        rule = "unterminated quote: the quoted value that starts here never ends"
+    else:
+        rule = (
+            f"a value longer than {megabytes:.0f} MB starts here: most likely an unterminated "
+            "quote (the rest of the file reads as one value)"
+        )
+    return DataContractError(
+        str(path), f"{rule}; close the quote or shorten the value", row=start, column=column
+    )
+
+
+def _open_field(path: Path, header: list[str], line: int) -> str | None:
+    """The column of the value left open (or too long) on `line` of the file."""
+    with _open_text(path) as handle:
+        text = next(itertools.islice(handle, line - 1, None), "").rstrip("\r\n")
+    limit = csv.field_size_limit(len(text) + 1)
+    try:
+        fields = next(csv.reader([text], strict=False), [])
+    except csv.Error:
+        return None
+    finally:
+        csv.field_size_limit(limit)
+    long = [index for index, value in enumerate(fields) if len(value) > BLOCK_SIZE]
+    index = long[0] if long else len(fields) - 1
+    return header[index] if 0 <= index < len(header) else None
 
 
 def _read_parquet(path: Path) -> pa.Table:

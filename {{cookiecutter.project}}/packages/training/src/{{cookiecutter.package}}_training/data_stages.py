@@ -56,7 +56,11 @@ def check_source(params: dict, paths: Paths) -> None:
 
 
 def validate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    """Apply the data contract; a violation raises DataContractError and writes nothing."""
+    """Apply the data contract; a violation raises DataContractError and writes nothing.
+
+    The outputs are `persist` in dvc.yaml, so the last good window stays for the drift job
+    until both new files are written; they are replaced only then.
+    """
     data = params["data"]
     raw = pd.read_parquet(paths.interim / "events.parquet")
     events, report = validate_events(raw, data, source=data["source"])
@@ -67,8 +71,8 @@ def validate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         items = pd.DataFrame({"item_id": np.unique(events["item_id"])})
         items["category"], items["price"] = UNKNOWN_CATEGORY, np.nan
     paths.validated.mkdir(parents=True, exist_ok=True)
-    write_parquet(events, paths.validated / "events.parquet")
-    write_parquet(items, paths.validated / "items.parquet")
+    outputs = {"events.parquet": events, "items.parquet": items}
+    write_parquets({paths.validated / name: frame for name, frame in outputs.items()})
     write_json(paths.reports / "validation.json", report)
     return report
 
@@ -118,6 +122,18 @@ def cutoff_for(timestamps: pd.Series, settings: dict[str, Any]) -> pd.Timestamp:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write to a temp file and rename, so a crash never leaves a half-written output."""
-    temporary = path.with_suffix(".parquet.tmp")
-    frame.to_parquet(temporary, index=False)
-    temporary.replace(path)
+    write_parquets({path: frame})
+
+
+def write_parquets(frames: dict[Path, pd.DataFrame]) -> None:
+    """Write every frame to a temp file, then rename them all: a failed write replaces none."""
+    temporaries = {path: path.with_suffix(".parquet.tmp") for path in frames}
+    try:
+        for path, frame in frames.items():
+            frame.to_parquet(temporaries[path], index=False)
+    except BaseException:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        raise
+    for path, temporary in temporaries.items():
+        temporary.replace(path)
