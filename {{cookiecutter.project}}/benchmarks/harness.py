@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.package }}_training.config import load_params
+from {{ cookiecutter.package }}_core.cli import load_params
 
 # argv[1] of a script started by `in_fresh_process`: take one measurement, print it as JSON.
 MEASURE = "_measure"

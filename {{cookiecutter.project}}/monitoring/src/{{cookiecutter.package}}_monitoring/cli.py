@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from {{ cookiecutter.package }}_core import cli
 from {{ cookiecutter.package }}_core.shared import (
@@ -46,7 +45,7 @@ def drift(args: argparse.Namespace) -> int:
 
     from .drift import read_current, read_reference, run_drift_job
 
-    params = _params(args.params)
+    params = cli.load_params(args.params)
     reference = read_reference(args.reference)
     current = read_current(args.current or Path(params["retrain"]["incoming"]), params["data"])
     feedback = read_feedback(args.feedback, args.since)
@@ -83,12 +82,6 @@ def moment(text: str) -> pd.Timestamp:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from None
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
-
-
-def _params(path: Path) -> dict:
-    if not path.is_file():
-        raise cli.BadInput(f"{path} not found; run from the project root")
-    return yaml.safe_load(path.read_text())
 
 
 def _served_model(uri: str):

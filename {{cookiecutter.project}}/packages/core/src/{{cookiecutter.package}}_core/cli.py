@@ -12,6 +12,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .shared import ExitCode, configure_logging
 
@@ -30,6 +33,19 @@ class CheckFailed(Exception):
 
 class Failed(Exception):
     """Something that should have worked did not; nothing visible was changed (exit 1)."""
+
+
+def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
+    """params.yaml as a dict; a missing or malformed file is BadInput."""
+    if not path.is_file():
+        raise BadInput(f"{path} not found; run from the project root")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise BadInput(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(params, dict):
+        raise BadInput(f"{path} must be a YAML mapping")
+    return params
 
 
 Command = Callable[[argparse.Namespace], "int | None"]

@@ -60,7 +60,7 @@ def approve(args: argparse.Namespace) -> None:
 def rollback(args: argparse.Namespace) -> None:
     reason = args.reason
     if args.check:
-        params = _params(args.params)
+        params = cli.load_params(args.params)
         reason, checked = actions.rollback_reason(
             model_name(), args.feedback, params["monitoring"], args.url
         )
@@ -74,14 +74,6 @@ def rollback(args: argparse.Namespace) -> None:
 def show_audit(args: argparse.Namespace) -> None:
     report = audit.build(model_name(), args.version, args.url, args.all)
     print(json.dumps(report, indent=2) if args.json else audit_text.render(report))
-
-
-def _params(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise cli.BadInput(f"{path} not found; run from the project root")
-    return yaml.safe_load(path.read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from {{ cookiecutter.package }}_core import cli
+from {{ cookiecutter.package }}_core.cli import load_params
 from {{ cookiecutter.package }}_core.shared import ExitCode, setting
 
-from .config import Paths, load_params
+from .config import Paths
 
 # Stage -> (module, function, summary). Modules are imported only for the command that runs:
 # importing scikit-learn or MLflow costs seconds, and the data stages need neither.

@@ -1,4 +1,4 @@
-"""Where the pipeline reads and writes, and how it reads params.yaml.
+"""Where the pipeline reads and writes, and how it merges and hashes params.
 
 The paths match the `deps`/`outs` in dvc.yaml; stages resolve them against the project root
 (the working directory), so a stage behaves the same under `dvc repro` and when run by hand.
@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.shared import PROMOTION_LOG, VALIDATED_DIR
@@ -49,19 +47,6 @@ class Paths:
     @property
     def promotion_log(self) -> Path:
         return self.root / PROMOTION_LOG
-
-
-def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
-    """params.yaml as a dict; a missing or malformed file is BadInput."""
-    if not path.is_file():
-        raise BadInput(f"{path} not found; run from the project root")
-    try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise BadInput(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(params, dict):
-        raise BadInput(f"{path} must be a YAML mapping")
-    return params
 
 
 def merge_params(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
