@@ -47,6 +47,10 @@ def overlay_file(env: str) -> Path:
     return path
 
 
+def next_item(start: re.Match | None, indent: str) -> bool:
+    return start is not None and start.group(1) == indent
+
+
 def pin_model(text: str, generator: str, version: str) -> tuple[str, str, str]:
     """The overlay text with the MODEL_URI literal of configMapGenerator `generator` pinned to
     `version`; also the old and the new URI."""
@@ -58,7 +62,7 @@ def pin_model(text: str, generator: str, version: str) -> tuple[str, str, str]:
         start = GENERATOR.match(line)
         if start and start.group(2) == generator:
             indent = start.group(1)
-        elif indent is not None and (start and start.group(1) == indent or line[:1].isalpha()):
+        elif indent is not None and (next_item(start, indent) or line[:1].isalpha()):
             break  # the next generator or the next top-level field: ours had no pin
         elif indent is not None and (pin := PIN.match(line.rstrip("\n"))):
             old = f"models:/{pin.group(2)}/{pin.group(3)}"
