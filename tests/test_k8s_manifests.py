@@ -487,7 +487,15 @@ def test_jobs_run_the_commands_of_the_conventions(docs, name):
         # The DVC project gets into the workspace first.
         assert pod["initContainers"][0]["command"][-1] == "cp -R /app/project/. /workspace/"
     drift = find(objects, "CronJob", "drift")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert container_env(drift["containers"][0], objects)["EVENTS_LOG"] == "/var/lib/feedback"
+    drift_env = container_env(drift["containers"][0], objects)
+    assert drift_env["EVENTS_LOG"] == "/var/lib/feedback"
+    # The API exports the drift job's verdict: it reads the folder the job writes.
+    reports = drift_env["DRIFT_REPORT_DIR"]
+    api = find(objects, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert container_env(api, objects)["DRIFT_REPORT_DIR"] == reports
+    writes = {m["mountPath"]: m["name"] for m in drift["containers"][0]["volumeMounts"]}
+    reads = {m["mountPath"]: m["name"] for m in api["volumeMounts"]}
+    assert reports in writes and reads.get(reports) == writes[reports]
 
 
 def test_batch_export_is_an_indexed_job_with_one_shard_per_index(docs):
