@@ -565,6 +565,13 @@ def test_overlays_pin_images_and_models(docs):
     canary = find(docs["prod"], "Deployment", "api-canary")
     assert canary["spec"]["replicas"] == 1
     assert find(docs["dev"], "Deployment", "api-canary")["spec"]["replicas"] == 0
+    # The HPA owns the API's replica count; each overlay sizes it.
+    sizes = {}
+    for name in OVERLAYS:
+        assert "replicas" not in find(docs[name], "Deployment", "api")["spec"]
+        hpa = find(docs[name], "HorizontalPodAutoscaler", "api")["spec"]
+        sizes[name] = (hpa["minReplicas"], hpa["maxReplicas"])
+    assert sizes["dev"] < sizes["staging"] < sizes["prod"]
 
 
 def test_flagger_replaces_the_static_canary_and_route(docs):
