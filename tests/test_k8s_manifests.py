@@ -59,6 +59,7 @@ VARIANTS = {
     "flagger": ["mlflow-server", "postgres", "monitoring", "flagger"],
     "canary-loadtest": ["mlflow-server", "postgres", "monitoring", "canary", "loadtest"],
     "mlflow-server-only": ["mlflow-server"],
+    "external-mlflow-canary": ["external-mlflow", "canary", "loadtest"],
 }
 OVERLAYS = ("dev", "staging", "prod")
 RENDERINGS = (*OVERLAYS, *VARIANTS)
@@ -184,6 +185,17 @@ def test_rendering_builds_into_the_project_namespace(docs, name):
     # Secrets are created by hand (k8s/README.md), never rendered from git.
     assert [o for o in objects if o["kind"] == "Secret"] == []
     assert not [o["kind"] for o in objects if o["kind"].startswith("Cluster")]
+
+
+def test_make_k8s_render_prints_the_overlay(project, rendered):
+    printed = run(["make", "--no-print-directory", "-s", "k8s-render", "ENV=dev"], cwd=project)
+    assert printed.stdout == rendered["dev"].read_text()
+
+
+def test_readme_names_the_tested_kubernetes_versions(project):
+    readme = (project / "k8s/README.md").read_text()
+    oldest, newest = (version.rsplit(".", 1)[0] for version in KUBERNETES_VERSIONS)
+    assert f"Kubernetes **{oldest} to {newest}**" in readme
 
 
 def test_kustomizations_use_current_fields_only(project):
