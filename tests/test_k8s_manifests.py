@@ -710,11 +710,16 @@ def test_model_pin_refuses_bad_input_and_changes_nothing(pin_project, args):
     assert after == before
 
 
-def test_make_model_pin_needs_env_on_the_command_line(pin_project):
-    env = {**os.environ, "ENV": "prod"}  # a shell's ENV (sh reads it) must not pick an overlay
-    result = subprocess.run(
-        ["make", "--no-print-directory", "model-pin", "VERSION=3"],
-        cwd=pin_project, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "give ENV=" in result.stderr
+def test_make_model_pin_reads_its_arguments_from_the_command_line_only(pin_project):
+    # A shell's ENV (sh reads it) or a CI's VERSION must not pick an overlay or a version.
+    env = {**os.environ, "ENV": "prod", "VERSION": "3"}
+    overlay = pin_project / "k8s/overlays/prod/kustomization.yaml"
+    before = overlay.read_bytes()
+    for args in (["VERSION=3"], ["ENV=prod"]):
+        result = subprocess.run(
+            ["make", "--no-print-directory", "model-pin", *args],
+            cwd=pin_project, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stdout
+        assert "give ENV=" in result.stderr or "VERSION must be" in result.stderr
+    assert overlay.read_bytes() == before
