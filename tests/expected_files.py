@@ -210,7 +210,50 @@ GITHUB = paths(".github/workflows/ci.yml")
 GITLAB = paths(".gitlab-ci.yml")
 # The Kubernetes and Ansible modules (vendored from k8s/ and ansible/, plus whatever the payload
 # renders into the project's k8s/ and ansible/ folders).
-KUBERNETES = paths("k8s/README.md")
+KUBERNETES = paths(
+    """
+    k8s/README.md
+    k8s/base/api-canary-deployment.yaml
+    k8s/base/api-deployment.yaml
+    k8s/base/api-hpa.yaml
+    k8s/base/api-pdb.yaml
+    k8s/base/api-service.yaml
+    k8s/base/batch-export-cronjob.yaml
+    k8s/base/drift-cronjob.yaml
+    k8s/base/httproute.yaml
+    k8s/base/kustomization.yaml
+    k8s/base/namespace.yaml
+    k8s/base/networkpolicies.yaml
+    k8s/base/rbac.yaml
+    k8s/base/retrain-cronjob.yaml
+    k8s/base/serviceaccounts.yaml
+    k8s/base/volumes.yaml
+    k8s/components/canary/kustomization.yaml
+    k8s/components/canary/service.yaml
+    k8s/components/external-mlflow/kustomization.yaml
+    k8s/components/external-mlflow/networkpolicy.yaml
+    k8s/components/flagger/canary.yaml
+    k8s/components/flagger/kustomization.yaml
+    k8s/components/flagger/metrictemplates.yaml
+    k8s/components/ingress/ingress.yaml
+    k8s/components/ingress/kustomization.yaml
+    k8s/components/loadtest/job.yaml
+    k8s/components/loadtest/kustomization.yaml
+    k8s/components/mlflow-server/kustomization.yaml
+    k8s/components/mlflow-server/mlflow.yaml
+    k8s/components/mlflow-server/networkpolicies.yaml
+    k8s/components/monitoring/kustomization.yaml
+    k8s/components/monitoring/prometheusrule.yaml
+    k8s/components/monitoring/servicemonitor.yaml
+    k8s/components/postgres/create-auth-database.sql
+    k8s/components/postgres/kustomization.yaml
+    k8s/components/postgres/postgres.yaml
+    k8s/manifests.py
+    k8s/overlays/dev/kustomization.yaml
+    k8s/overlays/prod/kustomization.yaml
+    k8s/overlays/staging/kustomization.yaml
+    """
+)
 ANSIBLE = paths("ansible/README.md")
 LICENSE = paths("LICENSE")
 
