@@ -56,10 +56,13 @@ class Pod:
     namespace: str
     configmaps: Mapping[str, dict]  # rendered ConfigMaps by name
     volumes: Mapping[str, Path] = field(default_factory=dict)  # pod volume name -> host folder
-    extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. JOB_COMPLETION_INDEX
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    # e.g. the Job controller's batch.kubernetes.io/job-completion-index
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     def field_value(self, path: str) -> str:
         values = {"metadata.name": self.name, "metadata.namespace": self.namespace}
+        values.update({f"metadata.annotations['{k}']": v for k, v in self.annotations.items()})
         if path not in values:
             raise NotImplementedError(f"fieldRef {path} is not supported by the contract tests")
         return values[path]

@@ -14,12 +14,14 @@ def test_env_from_configmaps_then_env_in_order():
         name="api-0",
         namespace="shop",
         configmaps={"settings": {"data": {"LOG_LEVEL": "info", "PORT": "8000"}}},
-        extra_env={"JOB_COMPLETION_INDEX": "1"},
+        annotations={"batch.kubernetes.io/job-completion-index": "1"},
     )
+    index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     spec = {
         "envFrom": [{"configMapRef": {"name": "settings"}}],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": index}}},
             {"name": "EVENTS_LOG", "value": "/var/lib/feedback/$(POD_NAME).jsonl"},
             {"name": "LOG_LEVEL", "value": "warning"},
         ],
