@@ -59,7 +59,8 @@ SETTINGS = {
         Setting(
             "EVENTS_LOG",
             "logs/feedback-events.jsonl",
-            "the API's feedback events log (JSON lines), read by the drift job and rollback",
+            "the API's feedback events log (JSON lines), read by the drift job and rollback; "
+            "for those two it may be a folder: every *.jsonl in it (one log per API pod)",
         ),
         Setting(
             "DRIFT_REPORT_DIR",

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feedback",
         type=Path,
         default=Path(setting("EVENTS_LOG")),
-        help="the API's feedback events log ($EVENTS_LOG)",
+        help="the API's feedback events log, or a folder: every *.jsonl in it ($EVENTS_LOG)",
     )
     back.add_argument("--url", help="a running API to ask for reload failures (with --check)")
     back.add_argument(
