@@ -384,6 +384,22 @@ def read_export_unsharded_k(workdir: Path) -> int:
     return int(listed_rows(partition(workdir)).groupby("user_id").size().max())
 
 
+def test_sharded_settings_that_leave_no_rows_are_refused_by_the_last_shard(
+    workdir, model_dir, capsys
+):
+    assert export(model_dir) == 0
+    before = sha256_file(partition(workdir) / "manifest.json")
+    catalog = pd.read_csv(workdir / "catalog.csv")
+    catalog["available"] = catalog["item_id"].str[1:].astype(int) % 4 != 1  # no hat is for sale
+    catalog.to_csv(workdir / "no-hats.csv", index=False)
+    extra = ("--category", "hats", "--catalog", "no-hats.csv")
+    capsys.readouterr()
+    assert export_shards(model_dir, 2, *extra) == [0, EXIT_BAD_INPUT]
+    error = capsys.readouterr().err
+    assert "would have 0 rows" in error and "previous exports are untouched" in error, error
+    assert sha256_file(partition(workdir) / "manifest.json") == before
+
+
 def test_a_shard_with_no_user_writes_a_manifest_without_parts(workdir, model_dir):
     from {{ cookiecutter.package }}_batch.export import shard_of
 
