@@ -274,3 +274,147 @@ def test_an_unreadable_catalog_is_bad_input(workdir, model_dir, capsys):
     assert export(model_dir, "--catalog", "missing.csv") == EXIT_BAD_INPUT
     assert "cannot read the catalog missing.csv" in capsys.readouterr().err
     assert not partition(workdir).exists()
+
+
+# --- Sharded exports: `export --shard i/N`, N processes writing one partition -----------------
+
+
+def export_shards(model: Path, count: int, *extra: str) -> list[int]:
+    return [export(model, "--shard", f"{index}/{count}", *extra) for index in range(count)]
+
+
+def listed_rows(folder: Path) -> pd.DataFrame:
+    """The rows of a complete partition, read through the files its manifest.json lists."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    names = sorted(n for n in manifest["files"] if n.startswith("part-") and n.endswith("parquet"))
+    return pd.concat(pd.read_parquet(folder / name) for name in names)
+
+
+def test_three_shards_together_are_the_single_process_export_row_for_row(workdir, model_dir):
+    from {{ cookiecutter.package }}_batch.export import shard_of
+
+    assert export(model_dir, "--out", "single", "--chunk-size", "70") == 0
+    single_dir = workdir / "single" / f"date={DAY}"
+    single = listed_rows(single_dir)
+
+    assert export(model_dir, "--shard", "0/3", "--chunk-size", "40") == 0
+    assert export(model_dir, "--shard", "1/3", "--chunk-size", "40") == 0
+    assert not (partition(workdir) / "manifest.json").exists(), "complete only with every shard"
+    assert export(model_dir, "--shard", "2/3", "--chunk-size", "40") == 0
+
+    folder = partition(workdir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["shards"]["manifests"]) == 3
+    users_by_shard = []
+    for index, name in enumerate(manifest["shards"]["manifests"]):
+        shard = json.loads((folder / name).read_text())
+        assert shard["shard"] == {"index": index, "count": 3}
+        parts = [n for n in shard["files"] if n.startswith("part-")]
+        users = set(pd.concat(pd.read_parquet(folder / n) for n in parts)["user_id"])
+        assert len(users) == shard["users"] > 0
+        assert set(shard_of(sorted(users), 3)) == {index}
+        users_by_shard.append(users)
+    assert sum(len(users) for users in users_by_shard) == len(set().union(*users_by_shard))
+    for name, entry in manifest["files"].items():
+        assert sha256_file(folder / name) == entry["sha256"], name
+
+    sharded = listed_rows(folder)
+    key = ["user_id", "rank"]
+    pd.testing.assert_frame_equal(
+        sharded.sort_values(key).reset_index(drop=True),
+        single.sort_values(key).reset_index(drop=True),
+    )
+    assert (manifest["users"], manifest["rows"]) == (N_USERS, len(single))
+    fallback = [n for n in manifest["files"] if n.startswith("fallback-")]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(folder / fallback[0]), pd.read_parquet(single_dir / "fallback.parquet")
+    )
+    assert not list(folder.glob(".*")), "no staging folder or temp file is left behind"
+
+
+def test_concurrent_shards_finish_the_partition_once_and_reruns_are_no_ops(workdir, model_dir):
+    import mlflow
+
+    command = [sys.executable, "-m", main.__module__, "export", "--model-uri", str(model_dir)]
+    command += ["--date", DAY, "--out", "exports", "--catalog", "catalog.csv", "--quiet"]
+    pods = [
+        subprocess.Popen([*command, "--shard", f"{i}/3"], stdout=subprocess.PIPE, text=True)
+        for i in range(3)
+    ]
+    outputs = [pod.communicate(timeout=300)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0, 0], outputs
+    assert any("all 3 shards are written" in out for out in outputs), outputs
+    manifest = json.loads((partition(workdir) / "manifest.json").read_text())
+    assert manifest["users"] == N_USERS and len(manifest["shards"]["manifests"]) == 3
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        runs = mlflow.search_runs(experiment_names=["local-model-batch"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(runs) == 1, "one MLflow run per partition, not per shard"
+    assert runs.iloc[0]["tags.export.checksum"] == manifest["checksum"]
+
+    before = {path.name: path.stat().st_mtime_ns for path in partition(workdir).iterdir()}
+    assert export_shards(model_dir, 3) == [0, 0, 0]
+    assert {p.name: p.stat().st_mtime_ns for p in partition(workdir).iterdir()} == before
+
+
+def test_a_sharded_export_replaces_an_older_one_only_when_every_shard_is_written(
+    workdir, model_dir
+):
+    assert export(model_dir) == 0  # the unsharded layout, k=20
+    old = {path.name: sha256_file(path) for path in partition(workdir).iterdir()}
+    assert export(model_dir, "--k", "5", "--shard", "0/2") == 0
+    assert {name: sha256_file(partition(workdir) / name) for name in old} == old
+    assert read_export_unsharded_k(workdir) == 20, "readers still see the complete old export"
+
+    assert export(model_dir, "--k", "5", "--shard", "1/2") == 0
+    rows = listed_rows(partition(workdir))
+    assert rows.groupby("user_id").size().max() == 5 and rows["user_id"].nunique() == N_USERS
+    manifest = json.loads((partition(workdir) / "manifest.json").read_text())
+    left = {path.name for path in partition(workdir).iterdir()}
+    assert left - set(manifest["files"]) - set(manifest["shards"]["manifests"]) == {
+        "manifest.json",
+        next(name for name in left if name.startswith("_logged-")),
+    }, "the older export's files are gone"
+
+
+def read_export_unsharded_k(workdir: Path) -> int:
+    return int(listed_rows(partition(workdir)).groupby("user_id").size().max())
+
+
+def test_sharded_settings_that_leave_no_rows_are_refused_by_the_last_shard(
+    workdir, model_dir, capsys
+):
+    assert export(model_dir) == 0
+    before = sha256_file(partition(workdir) / "manifest.json")
+    catalog = pd.read_csv(workdir / "catalog.csv")
+    catalog["available"] = catalog["item_id"].str[1:].astype(int) % 4 != 1  # no hat is for sale
+    catalog.to_csv(workdir / "no-hats.csv", index=False)
+    extra = ("--category", "hats", "--catalog", "no-hats.csv")
+    capsys.readouterr()
+    assert export_shards(model_dir, 2, *extra) == [0, EXIT_BAD_INPUT]
+    error = capsys.readouterr().err
+    assert "would have 0 rows" in error and "previous exports are untouched" in error, error
+    assert sha256_file(partition(workdir) / "manifest.json") == before
+
+
+def test_a_shard_with_no_user_writes_a_manifest_without_parts(workdir, model_dir):
+    from {{ cookiecutter.package }}_batch.export import shard_of
+
+    empty = min(set(range(1, 400)) - set(shard_of([f"u{i:04d}" for i in range(N_USERS)], 400)))
+    assert export(model_dir, "--shard", f"{empty}/400") == 0  # more shards than users
+    (name,) = [path.name for path in partition(workdir).glob("_manifest-*")]
+    shard = json.loads((partition(workdir) / name).read_text())
+    assert (shard["users"], shard["rows"], shard["files"]) == (0, 0, {})
+    assert not (partition(workdir) / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("value", ["3/2", "2/2", "-1/2", "a/b", "0/0", "1", "1/2/3", ""])
+def test_a_bad_shard_is_bad_input_and_writes_nothing(workdir, model_dir, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export(model_dir, f"--shard={value}")  # `--shard -1/2` would read as another option
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    assert f"{value!r} is not a shard" in capsys.readouterr().err
+    assert not (workdir / "exports").exists()

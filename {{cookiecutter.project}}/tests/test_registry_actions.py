@@ -245,6 +245,49 @@ def test_after_a_rollback_drift_and_rollback_judge_the_same_champion(project, ca
     assert champion(params) == "1"
 
 
+def pod_logs(single: Path, folder: Path, pods: int = 3) -> Path:
+    """`single` spread over one log per API pod, as on Kubernetes, with every click also logged
+    again by the next pod (a client retry after a timeout: the same event_id)."""
+    folder.mkdir(parents=True)
+    logs = [[] for _ in range(pods)]
+    for n, line in enumerate(single.read_text().splitlines()):
+        event = {**json.loads(line), "event_id": f"e-{n}"}
+        logs[n % pods].append(json.dumps(event))
+        if event["event_type"] == "click":
+            logs[(n + 1) % pods].append(json.dumps(event))
+    for pod, lines in enumerate(logs):
+        (folder / f"api-{pod}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_drift_and_rollback_read_every_pod_log_of_an_events_log_folder(
+    project, capsys, monkeypatch
+):
+    params, paths = project
+    approve_v2(capsys)
+    single = feedback_log(paths.root / "logs" / "f.jsonl", {"1": (400, 40), "2": (400, 4)})
+    folder = pod_logs(single, paths.root / "feedback")
+    quality = drift_quality(paths, folder, capsys)  # each event once: the retries do not count
+    assert (quality["champion"], quality["previous"], quality["drop"]) == ("2", "1", True)
+    assert "0.0100, 0.10x v1's 0.1000: below the 0.7x floor" in quality["reason"]
+
+    monkeypatch.setenv("EVENTS_LOG", str(folder))  # what the drift and rollback Jobs set
+    assert main(["rollback", "--check"]) == 0
+    assert quality["reason"] in capsys.readouterr().out
+    assert champion(params) == "1"
+
+
+@pytest.mark.parametrize("log", ["none.jsonl", "no-folder", "empty-folder"])
+def test_a_missing_or_empty_events_log_folder_is_no_feedback(project, capsys, monkeypatch, log):
+    params, paths = project
+    approve_v2(capsys)
+    (paths.root / "empty-folder").mkdir()
+    monkeypatch.setenv("EVENTS_LOG", str(paths.root / log))
+    assert main(["rollback", "--check"]) == 0
+    assert capsys.readouterr().out == "no rollback needed: v2 has 0 impressions (< 200)\n"
+    assert champion(params) == "2"
+
+
 def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     params, paths = project
     name = model_name()

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--feedback",
             type=Path,
             default=Path(setting("EVENTS_LOG")),
-            help="the API's feedback events log ($EVENTS_LOG)",
+            help="the API's feedback events log, or a folder: every *.jsonl in it ($EVENTS_LOG)",
         )
         job.add_argument(
             "--since", type=moment, help="only feedback at or after this ISO date-time (UTC)"

@@ -52,3 +52,61 @@ def test_gunicorn_binds_loopback_unless_host_says_otherwise(monkeypatch):
     assert importlib.reload(gunicorn_conf).bind == "127.0.0.1:8123"
     monkeypatch.setenv("HOST", "0.0.0.0")
     assert importlib.reload(gunicorn_conf).bind == "0.0.0.0:8123"
+
+
+def test_the_admin_token_may_come_from_a_file(tmp_path):
+    """A Kubernetes Secret mounted as a file: its stripped content is the token."""
+    secret = tmp_path / "admin-token"
+    secret.write_text("  s3cret-token\n")
+    settings = Settings.from_env(environ={"ADMIN_TOKEN_FILE": str(secret), "ADMIN_TOKEN": ""})
+    assert settings.ADMIN_TOKEN == "s3cret-token"
+    assert Settings.from_env(environ={}).ADMIN_TOKEN is None  # neither: admin disabled
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"ADMIN_TOKEN_FILE=.*missing: cannot read the admin token: .*No such file"),
+        ("", r"ADMIN_TOKEN_FILE=.*missing is empty: it must hold the admin token"),
+        (" \n\t\n", r"ADMIN_TOKEN_FILE=.*missing is empty"),
+        ("one\ntwo\n", r"ADMIN_TOKEN_FILE=.*missing holds more than one line"),
+    ],
+    ids=["missing", "empty", "blank", "two-lines"],
+)
+def test_an_unusable_admin_token_file_is_refused(tmp_path, content, message):
+    path = tmp_path / "missing"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(environ={"ADMIN_TOKEN_FILE": str(path)})
+
+
+def test_an_unreadable_admin_token_file_is_refused(tmp_path):
+    folder = tmp_path / "secret"
+    folder.mkdir()  # a folder where the file should be: unreadable as a token whoever runs it
+    with pytest.raises(ValueError, match=r"ADMIN_TOKEN_FILE=.*secret: cannot read"):
+        Settings.from_env(environ={"ADMIN_TOKEN_FILE": str(folder)})
+
+
+def test_both_admin_token_settings_are_refused(tmp_path):
+    secret = tmp_path / "admin-token"
+    secret.write_text("from-the-file\n")
+    environ = {"ADMIN_TOKEN": "from-the-env", "ADMIN_TOKEN_FILE": str(secret)}
+    with pytest.raises(ValueError, match="ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set"):
+        Settings.from_env(environ=environ)
+
+
+def test_the_app_takes_its_admin_token_from_the_file(tmp_path, artifact_dir, admin_headers):
+    from {{ cookiecutter.package }}_api import create_app
+
+    secret = tmp_path / "admin-token"
+    secret.write_text(admin_headers["Authorization"].removeprefix("Bearer ") + "\n")
+    config = {"MODEL_URI": str(artifact_dir), "MODEL_REFRESH_SECONDS": 0}
+    app = create_app({**config, "ADMIN_TOKEN_FILE": str(secret)})
+    try:
+        client = app.test_client()
+        assert client.get("/v1/model?detail=full", headers=admin_headers).status_code == 200
+        wrong = {"Authorization": "Bearer from-the-file-not"}
+        assert client.get("/v1/model?detail=full", headers=wrong).status_code == 403
+    finally:
+        app.extensions["model_store"].stop()

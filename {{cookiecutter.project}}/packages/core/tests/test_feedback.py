@@ -5,6 +5,7 @@ import json
 import pandas as pd
 
 from {{ cookiecutter.package }}_core.feedback import online_quality, quality_drop, read_feedback
+from {{ cookiecutter.package }}_core.shared import FEEDBACK_LOGGED
 
 SETTINGS = {"min_impressions": 100, "min_ctr_ratio": 0.7}
 
@@ -98,3 +99,55 @@ def test_an_event_id_counts_once_however_often_it_was_logged(tmp_path):
     assert online_quality(feedback)["1"]["ctr"] == round(1 / 3, 6)
     # The retry of e-1 at 07:02 is after `since`, its first line is not: it is not counted.
     assert len(read_feedback(log, since=pd.Timestamp("2026-11-27T07:02"))) == 2
+
+
+def event_lines(*events: tuple[str, str | None, str]) -> str:
+    """(event_type, event_id or None, minute) -> JSON lines for user u1, version 1."""
+    base = {"user_id": "u1", "item_id": "a", "model_version": "1"}
+    return "".join(
+        json.dumps(
+            {**base, "event_type": kind, "timestamp": f"2026-11-27T07:{minute}Z"}
+            | ({"event_id": key} if key else {})
+        )
+        + "\n"
+        for kind, key, minute in events
+    )
+
+
+def test_a_folder_is_every_jsonl_in_it_read_in_name_order_as_one_log(tmp_path):
+    """One log per API pod (EVENTS_LOG=/var/lib/feedback/<pod>.jsonl on Kubernetes): a retry
+    that reached another pod counts once, as within one file."""
+    folder = tmp_path / "feedback"
+    folder.mkdir()
+    (folder / "api-b.jsonl").write_text(
+        event_lines(("impression", "e-1", "03"), ("click", "e-2", "04"), ("impression", None, "05"))
+    )
+    (folder / "api-a.jsonl").write_text(
+        event_lines(("impression", "e-1", "00"), ("impression", None, "01"))
+    )
+    (folder / "api-c.jsonl").write_text("")  # a pod that has not logged yet
+    (folder / "notes.txt").write_text(event_lines(("click", "x", "09")))  # not a log
+    (folder / ".api-d.jsonl.swp").write_text(event_lines(("click", "y", "09")))
+    (folder / ".hidden.jsonl").write_text(event_lines(("click", "z", "09")))
+    (folder / "old").mkdir()
+    (folder / "old" / "api-e.jsonl").write_text(event_lines(("click", "w", "09")))
+
+    feedback = read_feedback(folder)
+    assert list(feedback["timestamp"].dt.minute) == [0, 1, 4, 5]  # api-a, then api-b
+    assert list(feedback["event_type"]) == ["impression", "impression", "click", "impression"]
+    single = tmp_path / "all.jsonl"
+    single.write_text("".join(path.read_text() for path in sorted(folder.glob("api-*.jsonl"))))
+    pd.testing.assert_frame_equal(feedback, read_feedback(single))
+    assert online_quality(feedback) == online_quality(read_feedback(single))
+    assert len(read_feedback(folder, since=pd.Timestamp("2026-11-27T07:04"))) == 2
+
+
+def test_a_missing_or_empty_folder_reads_as_a_missing_log(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no-logs").mkdir()
+    (tmp_path / "no-logs" / "readme.txt").write_text("{}\n")
+    missing = read_feedback(tmp_path / "missing.jsonl")
+    assert missing.empty and list(missing.columns) == list(FEEDBACK_LOGGED)
+    for path in ("missing-folder", "empty", "no-logs"):
+        pd.testing.assert_frame_equal(read_feedback(tmp_path / path), missing)
+    assert online_quality(read_feedback(tmp_path / "empty")) == {}

@@ -85,7 +85,8 @@ def require_admin() -> None:
     """Abort unless the request carries the admin bearer token (and its address may try)."""
     token = current_app.config["ADMIN_TOKEN"]
     if not token:
-        abort(403, description="admin endpoints are disabled: ADMIN_TOKEN is not set")
+        disabled = "admin endpoints are disabled: ADMIN_TOKEN is not set (nor ADMIN_TOKEN_FILE)"
+        abort(403, description=disabled)
     limiter: FailureLimiter = current_app.extensions["admin_limiter"]
     address = request.remote_addr or "-"
     wait = limiter.retry_after(address)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+
+from {{ cookiecutter.package }}_core.shared import ExitCode
 
 SERVE_HELP = "serve the recommendation API under gunicorn, as in production"
 SERVE_DESCRIPTION = """\
@@ -28,8 +29,10 @@ environment (read by the gunicorn config):
   GUNICORN_READ_TIMEOUT       seconds for a request to arrive whole, else 408 (10)
   LOG_LEVEL                   debug, info, warning, error (info; warning drops the access log)
 
-The app reads MODEL_URI, MLFLOW_TRACKING_URI, MODEL_REFRESH_SECONDS, ADMIN_TOKEN and the rest
-of its settings from the environment too.
+The app reads MODEL_URI, MLFLOW_TRACKING_URI, MODEL_REFRESH_SECONDS, ADMIN_TOKEN (or
+ADMIN_TOKEN_FILE, a file holding it) and the rest of its settings from the environment too;
+settings it refuses (both admin token settings, an unreadable or empty token file, a bad
+number) stop `serve` before gunicorn starts, with the reason and exit code 2.
 """
 
 
@@ -44,7 +47,14 @@ def gunicorn_command() -> list[str]:
     ]
 
 
-def serve(args: argparse.Namespace) -> NoReturn:
+def serve(args: argparse.Namespace) -> int:
+    from .config import Settings
+
+    try:  # refuse bad settings here, with the reason, rather than in every gunicorn worker
+        Settings.from_env()
+    except ValueError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
     command = gunicorn_command()
     # gunicorn replaces this process, so its master gets the signals sent to the command.
     os.execv(command[0], command)

@@ -35,6 +35,9 @@ class Settings:
 
     MODEL_REFRESH_SECONDS: float = 60.0
     ADMIN_TOKEN: str | None = None  # unset: the admin endpoints are disabled
+    # A file whose content (stripped) is the token: a Kubernetes Secret mounted as a file. Read
+    # once at start (a rotated secret takes effect on the next restart); not with ADMIN_TOKEN.
+    ADMIN_TOKEN_FILE: str = ""
     # Wrong admin tokens from one client address: after this many within the window, 429 with
     # Retry-After until the oldest failure leaves the window (counted in each worker).
     ADMIN_MAX_FAILURES: int = 10
@@ -60,6 +63,8 @@ class Settings:
             if raw is not None and raw != "":
                 values[setting.name] = _convert(setting.name, raw, cls.__dataclass_fields__)
         values.update({k: v for k, v in (overrides or {}).items() if k in cls.__dataclass_fields__})
+        if values.get("ADMIN_TOKEN_FILE"):
+            values["ADMIN_TOKEN"] = _token_from_file(values.get("ADMIN_TOKEN"), values)
         settings = cls(**values)
         settings.check()
         return settings
@@ -90,6 +95,26 @@ class Settings:
         limits += ("MAX_EVENTS_CONTENT_LENGTH", "ADMIN_MAX_FAILURES")
         if any(getattr(self, name) < 1 for name in limits):
             raise ValueError(f"{', '.join(limits)} must be >= 1")
+
+
+def _token_from_file(token: str | None, values: Mapping[str, Any]) -> str:
+    """The stripped content of ADMIN_TOKEN_FILE; both settings, or a file that cannot be read, is
+    empty or holds more than one line, is refused (the service does not start)."""
+    path = values["ADMIN_TOKEN_FILE"]
+    if token:
+        raise ValueError(
+            "ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set: set one of them (ADMIN_TOKEN_FILE "
+            "for a secret mounted as a file)"
+        )
+    try:
+        content = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"ADMIN_TOKEN_FILE={path}: cannot read the admin token: {error}") from None
+    if not content:
+        raise ValueError(f"ADMIN_TOKEN_FILE={path} is empty: it must hold the admin token")
+    if any(char in content for char in "\r\n"):
+        raise ValueError(f"ADMIN_TOKEN_FILE={path} holds more than one line: one token expected")
+    return content
 
 
 def _convert(name: str, raw: str, known: Mapping[str, Any]) -> Any:

@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from {{ cookiecutter.package }}_core.shared import RELOAD_FAILURES_METRIC, read_drift_gauges
+from {{ cookiecutter.package }}_core.shared import (
+    EVENTS_METRIC,
+    LATENCY_METRIC,
+    MODEL_INFO_METRIC,
+    RELOAD_FAILURES_METRIC,
+    REQUESTS_METRIC,
+    read_drift_gauges,
+)
 
 from .model_store import LoadedModel
 
@@ -37,20 +44,20 @@ class Metrics:
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "http_requests_total",
+            REQUESTS_METRIC,
             "HTTP requests by route, method and status.",
             ["route", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "http_request_duration_seconds",
+            LATENCY_METRIC,
             "Request latency by route.",
             ["route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
         self.model_info = Gauge(
-            "recommender_model_info",
+            MODEL_INFO_METRIC,
             "The model version this process serves (value 1).",
             ["version"],
             registry=self.registry,
@@ -74,7 +81,7 @@ class Metrics:
             registry=self.registry,
         )
         self.events = Counter(
-            "recommender_events_total",
+            EVENTS_METRIC,
             "Feedback events accepted and written to the events log, by the version they rate.",
             ["event_type", "model_version"],
             registry=self.registry,

@@ -1,15 +1,18 @@
 """`{{ cookiecutter.project }}-batch`: score users with the model the API serves (`MODEL_URI`).
 
 Exit status (one convention for every command: the README's "Exit codes"):
-  0  written, or already complete (a rerun with the same model and settings)
+  0  written, or already complete (a rerun with the same model and settings); with --shard: the
+     shard is written (the partition is complete once every shard is)
   1  failed: the export could not be written (previous exports are untouched)
-  2  bad input: arguments, the model cannot be loaded, an unreadable catalog, an unknown
-     category or settings that leave no rows (previous exports are untouched)
+  2  bad input: arguments (a --shard that is not i/N with 0 <= i < N), the model cannot be
+     loaded, an unreadable catalog, an unknown category or settings that leave no rows
+     (previous exports are untouched)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,10 +32,13 @@ def export(args: argparse.Namespace) -> None:
         category=args.category,
         catalog=args.catalog,
         csv=args.csv,
+        shard=args.shard,
     )
     result = _loading(lambda: run(args.model_uri or model_uri(), settings, not args.quiet))
     version = result["request"]["model_version"]
-    if result["status"] == "unchanged":
+    if "shard" in result:
+        _print_shard(result, version)
+    elif result["status"] == "unchanged":
         print(
             f"export for {result['date']} with model {version} is already complete: nothing to do"
         )
@@ -40,6 +46,25 @@ def export(args: argparse.Namespace) -> None:
         print(
             f"wrote {result['rows']:,} rows for {result['users']:,} users to {result['path']} "
             f"in {result['seconds']}s (model {version})"
+        )
+
+
+def _print_shard(result: dict, version: str) -> None:
+    shard, partition = result["shard"], result["partition"]
+    if result["status"] == "shard-unchanged":
+        print(f"shard {shard} of {result['date']} with model {version} is already written")
+    else:
+        print(
+            f"wrote shard {shard}: {result['rows']:,} rows for {result['users']:,} users to "
+            f"{result['path']} in {result['seconds']}s (model {version})"
+        )
+    if partition is None:
+        print(f"the partition is complete when every shard of {shard.split('/')[1]} is written")
+    else:
+        print(
+            f"all {partition['shards']['count']} shards are written: "
+            f"{result['path']}/manifest.json lists {partition['rows']:,} rows for "
+            f"{partition['users']:,} users"
         )
 
 
@@ -76,6 +101,22 @@ def partition_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def shard(text: str):
+    """`i/N`: shard i of N, 0 <= i < N."""
+    from .export import Shard
+
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard i/N (e.g. 0/4)")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or index >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a shard: need N >= 1 and 0 <= i < N (shards 0/{max(count, 1)} .. "
+            f"{max(count, 1) - 1}/{max(count, 1)})"
+        )
+    return Shard(index, count)
+
+
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
@@ -98,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--catalog", type=Path, help="items file (Parquet/CSV) with item_id and available"
     )
     out.add_argument("--csv", action="store_true", help="a CSV beside each Parquet part")
+    out.add_argument(
+        "--shard",
+        type=shard,
+        metavar="i/N",
+        help="only the users of shard i of N (a stable hash of user_id); N processes, one per "
+        "shard, write the same partition, complete when all N are (e.g. a Kubernetes Indexed "
+        "Job: --shard $(JOB_COMPLETION_INDEX)/N)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rec = command("recommend", recommend, "top-k from a registered model for a few users")

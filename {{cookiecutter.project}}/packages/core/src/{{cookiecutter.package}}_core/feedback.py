@@ -17,19 +17,35 @@ from .shared import FEEDBACK_KEY, FEEDBACK_LOGGED, FEEDBACK_RATES, IMPRESSION
 _DECODER = json.JSONDecoder()
 
 
+def feedback_files(path: Path) -> list[Path]:
+    """The log files behind `EVENTS_LOG`: the file itself, or for a folder (one log per API pod
+    on a shared volume, as on Kubernetes) every `*.jsonl` in it, sorted by name (hidden files
+    and subfolders skipped). A missing file or folder, or an empty folder, gives none."""
+    path = Path(path)
+    if path.is_dir():
+        logs = (log for log in path.glob("*.jsonl") if not log.name.startswith("."))
+        return sorted(log for log in logs if log.is_file())
+    return [path] if path.is_file() else []
+
+
 def read_feedback(path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:
     """The events log as a table (timestamps in UTC, naive), each event once.
+
+    `path` is a log file or a folder of them (`feedback_files`): the files are read in name
+    order as one stream, so the event_id rule below holds across them (a retry that reached
+    another pod counts once).
 
     An event with an `event_id` (the idempotency key) counts once however often it was logged:
     the first line that has the key stands, later ones are retries. Lines that do not parse are
     skipped, and a torn fragment in front of a valid event (a write cut short by a full disk or a
     killed writer, then the next event appended after it) does not hide that event. `since`
-    keeps the events at or after that moment. A missing log is an empty table.
+    keeps the events at or after that moment. A missing log (or an empty folder) is an empty
+    table.
     """
     rows = []
     keys: set[str] = set()
-    if Path(path).is_file():
-        with open(path, "rb") as handle:
+    for log in feedback_files(path):
+        with open(log, "rb") as handle:
             for event in _events(handle):
                 try:
                     row = tuple(str(event[column]) for column in FEEDBACK_LOGGED)

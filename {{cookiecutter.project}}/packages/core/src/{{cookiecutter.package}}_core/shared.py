@@ -59,7 +59,8 @@ SETTINGS = {
         Setting(
             "EVENTS_LOG",
             "logs/feedback-events.jsonl",
-            "the API's feedback events log (JSON lines), read by the drift job and rollback",
+            "the API's feedback events log (JSON lines), read by the drift job and rollback; "
+            "for those two it may be a folder: every *.jsonl in it (one log per API pod)",
         ),
         Setting(
             "DRIFT_REPORT_DIR",
@@ -208,6 +209,13 @@ def read_drift_gauges(path: Path) -> DriftGauges | None:
 # --- Metrics the API exports that other deployables read ---------------------------------------
 
 RELOAD_FAILURES_METRIC = "recommender_model_reload_failures_total"
+# What `<project>-registry canary-check` compares between two deployments (routes under
+# API_ROUTES_PREFIX only: /readyz answers 503 by design while no model is loaded).
+REQUESTS_METRIC = "http_requests_total"  # labels route, method, status
+LATENCY_METRIC = "http_request_duration_seconds"  # a histogram, label route
+MODEL_INFO_METRIC = "recommender_model_info"  # label version, value 1 for the one served
+EVENTS_METRIC = "recommender_events_total"  # labels event_type, model_version
+API_ROUTES_PREFIX = "/v1/"
 
 # --- Logs: one JSON object per line on stderr, for every command and the API -----------------
 

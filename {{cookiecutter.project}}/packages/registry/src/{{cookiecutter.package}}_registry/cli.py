@@ -4,17 +4,24 @@ Exit status (one convention for every command: the README's "Exit codes"):
   0  done, or nothing to do (`rollback --check` found no reason to roll back)
   1  failed: the registry or a file could not be written
   2  bad input: unknown version, a refused action (nothing changed), an API that does not answer
+     (canary-check: a URL that does not answer, or answers no metrics of the API)
+  3  check failed: canary-check says roll back (with --strict: or hold)
+
+canary-check prints promote, hold or roll back with the reason for each criterion; promote and
+hold (too little traffic yet, or nothing to compare) exit 0, so automation that promotes must read
+the verdict (--json) or use --strict, where only promote exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
 from {{ cookiecutter.package }}_core import cli
-from {{ cookiecutter.package }}_core.shared import CHAMPION, model_name, setting
+from {{ cookiecutter.package }}_core.shared import CHAMPION, ExitCode, model_name, setting
 
 from . import actions, audit, audit_text
 
@@ -76,6 +83,34 @@ def show_audit(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2) if args.json else audit_text.render(report))
 
 
+def canary_check(args: argparse.Namespace) -> int:
+    from .canary import HOLD, ROLL_BACK, Thresholds, check, render
+
+    limits = Thresholds(
+        min_requests=args.min_requests,
+        min_impressions=args.min_impressions,
+        max_5xx_increase=args.max_5xx_increase,
+        max_p99_ratio=args.max_p99_ratio,
+        p99_slack_ms=args.p99_slack_ms,
+        min_ctr_ratio=args.min_ctr_ratio,
+    )
+    result = check(args.stable, args.canary, limits, args.interval, args.timeout)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    if result["verdict"] == ROLL_BACK or (args.strict and result["verdict"] == HOLD):
+        return ExitCode.CHECK_FAILED
+    return ExitCode.OK
+
+
+def _number(kind: type, minimum: float, text: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= minimum:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, command = cli.parser("{{ cookiecutter.project }}-registry", __doc__)
 
@@ -100,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feedback",
         type=Path,
         default=Path(setting("EVENTS_LOG")),
-        help="the API's feedback events log ($EVENTS_LOG)",
+        help="the API's feedback events log, or a folder: every *.jsonl in it ($EVENTS_LOG)",
     )
     back.add_argument("--url", help="a running API to ask for reload failures (with --check)")
     back.add_argument(
@@ -112,7 +147,59 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--url", help="a running API: audit the version it serves")
     chain.add_argument("--all", action="store_true", help="every version of the model")
     chain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    canary = command(
+        "canary-check",
+        canary_check,
+        "compare a canary API deployment with the stable one from their /metrics: promote, "
+        "hold or roll back",
+    )
+    base = "the API's base URL (or its /metrics URL); repeat for several pods (summed)"
+    canary.add_argument("--stable", action="append", required=True, metavar="URL", help=base)
+    canary.add_argument("--canary", action="append", required=True, metavar="URL", help=base)
+    count = functools.partial(_number, int, 1)
+    ratio = functools.partial(_number, float, 0)
+    limits = canary_limits()
+    canary.add_argument(
+        "--min-requests", type=count, default=limits.min_requests,
+        help="/v1 requests each side needs before 5xx ratio and p99 count (else hold)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--min-impressions", type=count, default=limits.min_impressions,
+        help="impressions each side needs before click-through counts (else hold)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--max-5xx-increase", type=ratio, default=limits.max_5xx_increase,
+        help="roll back when the canary's 5xx ratio exceeds the stable one by more (0.01 = 1 pp)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--max-p99-ratio", type=ratio, default=limits.max_p99_ratio,
+        help="roll back when the canary's p99 exceeds this x the stable p99 (+ --p99-slack-ms)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--p99-slack-ms", type=ratio, default=limits.p99_slack_ms,
+        help="milliseconds added to the p99 ceiling (bucket resolution, noise at low latency)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--min-ctr-ratio", type=ratio, default=limits.min_ctr_ratio,
+        help="roll back when the canary's click-through is below this x the stable one",
+    )  # fmt: skip
+    canary.add_argument(
+        "--interval", type=ratio, default=0.0,
+        help="seconds between two scrapes, to compare that window (0: totals since start)",
+    )  # fmt: skip
+    canary.add_argument(
+        "--timeout", type=ratio, default=10.0, help="seconds to wait for each /metrics"
+    )
+    canary.add_argument("--strict", action="store_true", help="hold exits 3 too")
+    canary.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
+
+
+def canary_limits():
+    from .canary import Thresholds
+
+    return Thresholds()
 
 
 def main(argv: list[str] | None = None) -> int:
