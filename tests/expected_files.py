@@ -165,6 +165,7 @@ PAYLOAD = paths(
     packages/registry/src/shop_recommender_registry/actions.py
     packages/registry/src/shop_recommender_registry/audit.py
     packages/registry/src/shop_recommender_registry/audit_text.py
+    packages/registry/src/shop_recommender_registry/canary.py
     packages/registry/src/shop_recommender_registry/cli.py
 
     # packages/training/
@@ -190,6 +191,7 @@ PAYLOAD = paths(
     tests/test_accuracy.py
     tests/test_architecture.py
     tests/test_batch.py
+    tests/test_canary.py
     tests/test_cli.py
     tests/test_drift.py
     tests/test_dvc_pipeline.py
