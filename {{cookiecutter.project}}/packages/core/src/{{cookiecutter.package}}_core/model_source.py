@@ -15,6 +15,7 @@ import importlib
 import logging
 import math
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -159,7 +160,9 @@ def _load_registered(
     # A periodic check that finds the same version says so at debug level only.
     level = logging.INFO if unless_version is None else logging.DEBUG
     with step("resolving " + wanted, "resolved " + wanted, level) as done:
-        with step("importing the MLflow client", "imported the MLflow client", logging.DEBUG):
+        # Seconds when the process has not imported it yet (a server imports it before forking).
+        importing = logging.INFO if "mlflow.tracking" not in sys.modules else logging.DEBUG
+        with step("importing the MLflow client", "imported the MLflow client", importing):
             client = registry.client(tracking_uri)
         if alias is not None:
             model_version = client.get_model_version_by_alias(name, alias)
