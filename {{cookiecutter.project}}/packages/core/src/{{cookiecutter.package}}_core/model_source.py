@@ -87,7 +87,8 @@ def load_model(
     A `models:/` URI resolves in the registry at `tracking_uri` (default: the
     MLFLOW_TRACKING_URI setting). With `memory_map_in` the arrays are memory-mapped instead of
     read (see `ServingArtifact.load`); a registry download then goes to that folder, which must
-    outlive the model. Raises ModelLoadError, ArtifactError or an MLflow error: the caller
+    outlive the model (a registry whose files are on this machine is read in place, no copy).
+    Raises ModelLoadError, ArtifactError or an MLflow error: the caller
     decides what a failure means (the API keeps serving its previous model, a batch job stops).
     """
     match = MODELS_URI.match(uri)
@@ -231,25 +232,29 @@ def _download(location: str, name: str, version: str, tracking_uri: str, target:
         extra={"fields": {"model_version": version, "from": location}},
     )
     base = location.rstrip("/")
+    directory = None
     try:
         mlmodel = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{base}/MLmodel", dst_path=str(target), tracking_uri=tracking_uri
         )
         relative = _artifact_path(Path(mlmodel))
-    except Exception:  # no MLmodel at the top: fall back to the whole model
-        relative = None
-    if relative:
-        destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{base}/{relative}",
-            dst_path=str(destination.parent),
-            tracking_uri=tracking_uri,
+        if relative and not Path(relative).is_absolute() and ".." not in Path(relative).parts:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{base}/{relative}",
+                dst_path=str((target / relative).parent),
+                tracking_uri=tracking_uri,
+            )
+            if (target / relative / "manifest.json").is_file():
+                directory = target / relative
+    except Exception as error:  # the whole model below: it raises if the store is at fault
+        log.warning(
+            "could not download the serving artifact alone; downloading the whole model",
+            extra={
+                "fields": {"model_version": version, "error": f"{type(error).__name__}: {error}"}
+            },
         )
-        directory = target / relative
-        if not (directory / "manifest.json").is_file():
-            directory = locate_artifact(target)
-    else:
+    if directory is None:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{version}",
             dst_path=str(target),
