@@ -191,6 +191,7 @@ PAYLOAD = paths(
     tests/test_accuracy.py
     tests/test_architecture.py
     tests/test_batch.py
+    tests/test_batch_recommend.py
     tests/test_canary.py
     tests/test_cli.py
     tests/test_drift.py

@@ -110,3 +110,33 @@ def test_the_app_takes_its_admin_token_from_the_file(tmp_path, artifact_dir, adm
         assert client.get("/v1/model?detail=full", headers=wrong).status_code == 403
     finally:
         app.extensions["model_store"].stop()
+
+
+def test_gunicorn_heartbeats_go_to_dev_shm_when_it_exists(monkeypatch):
+    """A read-only root filesystem leaves gunicorn no writable default for its heartbeat files."""
+    import importlib
+    import os
+
+    from {{ cookiecutter.package }}_api import gunicorn_conf
+
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: path == "/dev/shm" or real_isdir(path))
+    assert importlib.reload(gunicorn_conf).worker_tmp_dir == "/dev/shm"
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != "/dev/shm" and real_isdir(path))
+    assert importlib.reload(gunicorn_conf).worker_tmp_dir is None  # gunicorn's default
+    monkeypatch.undo()
+    importlib.reload(gunicorn_conf)
+
+
+def test_the_worker_tmp_dir_can_be_overridden(monkeypatch, tmp_path):
+    """gunicorn reads GUNICORN_CMD_ARGS and the command line after the config file."""
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    package = Settings.__module__.split(".")[0]
+    argv = ["gunicorn", "--config", f"python:{package}.gunicorn_conf", f"{package}.wsgi:app"]
+    monkeypatch.setattr("sys.argv", argv)
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    default = WSGIApplication().cfg.worker_tmp_dir
+    assert default == ("/dev/shm" if Path("/dev/shm").is_dir() else None)
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--worker-tmp-dir {tmp_path}")
+    assert WSGIApplication().cfg.worker_tmp_dir == str(tmp_path)

@@ -112,3 +112,25 @@ def test_an_unknown_model_leaves_the_app_unready(registry):
     assert response.status_code == 503
     assert "no model is loaded" in response.get_json()["error"]["message"]
     app.extensions["model_store"].stop()
+
+
+def test_a_registry_on_this_machine_is_read_in_place(registry, tmp_path, new_artifact, monkeypatch):
+    """Its files are the version's own: served without copying the model first."""
+    import mlflow.artifacts
+
+    uri, register = registry
+    new_artifact().save(tmp_path / "v1")
+    register(tmp_path / "v1", {})
+
+    def no_download(**kwargs):
+        raise AssertionError(f"downloaded {kwargs}")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", no_download)
+    app = create_app(
+        {
+            "MODEL_URI": f"models:/{NAME}@champion",
+            "MLFLOW_TRACKING_URI": uri,
+            "MODEL_REFRESH_SECONDS": 0,
+        }
+    )
+    assert app.test_client().get("/readyz").get_json()["model_version"] == "1"

@@ -294,6 +294,9 @@ def test_serves_the_champion_from_the_server_follows_the_alias_and_survives_an_o
     log = tmp_path / "gunicorn.log"
     status, _, body = get(f"{base}/readyz")
     assert status == 200 and json.loads(body)["model_version"] == "1"
+    # From a server, only MLmodel and the folder it names are downloaded, not the whole model.
+    logged = log.read_text()
+    assert '"message": "downloaded the artifact"' in logged and "whole model" not in logged
     model = json.loads(get(f"{base}/v1/model")[2])
     assert (model["name"], model["version"], model["alias"]) == (NAME, "1", "champion")
     assert model["source"] == f"models:/{NAME}/1"

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from {{ cookiecutter.package }}_core import model_source
 from {{ cookiecutter.package }}_core.shared import configure_logging
 
 from .admin import FailureLimiter
@@ -32,6 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(asdict(settings))
     app.config.update({k: v for k, v in (config or {}).items() if k not in app.config})
     configure_logging(__package__, settings.LOG_LEVEL)  # JSON lines, as every command writes
+    # The model source (core) logs each step of a load: resolving, downloading, verifying.
+    configure_logging(model_source.__name__, settings.LOG_LEVEL)
 
     app_metrics = Metrics(settings.drift_summary)
     store = ModelStore(

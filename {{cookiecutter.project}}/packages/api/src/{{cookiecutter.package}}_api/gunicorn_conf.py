@@ -3,11 +3,12 @@
 `make serve`, the systemd unit and the container all start gunicorn with this module.
 """
 
+import importlib
 import os
 import shutil
 import tempfile
 
-from {{ cookiecutter.package }}_core.shared import setting
+from {{ cookiecutter.package }}_core.shared import configure_logging, setting
 
 # Loopback unless HOST says otherwise: `make serve` on a laptop is not reachable from the network.
 # The container image, the Kubernetes manifests and the systemd unit set HOST (0.0.0.0, or the
@@ -26,6 +27,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 worker_class = "{{ cookiecutter.package }}_api.gunicorn_worker.BufferingThreadWorker"
 # Each worker builds its own app (and model store with its refresh thread) after the fork: a
 # thread does not survive a fork, and a preloaded app would share one model store across workers.
+# The master only imports modules (`on_starting`): the app's, and the MLflow client for a
+# models:/ MODEL_URI, so that the workers share them instead of each importing them at boot.
 preload_app = False
 # Loading the model happens while a worker boots; leave room for a download.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
@@ -39,8 +42,11 @@ keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
-# Heartbeat files in memory: works with a read-only root filesystem and avoids disk stalls.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Heartbeat files in memory: works with a read-only root filesystem (gunicorn's default is the
+# system temp folder) and avoids disk stalls. `--worker-tmp-dir DIR` on the command line or in
+# GUNICORN_CMD_ARGS overrides it: gunicorn reads both after this file.
+SHM = "/dev/shm"
+worker_tmp_dir = SHM if os.path.isdir(SHM) else None
 # The app writes one JSON log line per request (with request id and model version).
 accesslog = None
 errorlog = "-"
@@ -57,11 +63,24 @@ _own_dirs: list[str] = []
 
 
 def on_starting(server):
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    base = SHM if os.path.isdir(SHM) else None
     for variable, prefix in SHARED_DIRS.items():
         if not os.environ.get(variable):
             os.environ[variable] = tempfile.mkdtemp(prefix=prefix, dir=base)
             _own_dirs.append(os.environ[variable])
+    preimport()
+
+
+def preimport():
+    """Import, in the master, what every worker imports at boot: the app's modules (after the
+    shared folders are set: prometheus-client reads its folder on import) and what loading
+    MODEL_URI needs. No app, thread or connection is made here: each worker still creates its
+    own app after the fork."""
+    from {{ cookiecutter.package }}_core import model_source, shared
+
+    configure_logging(model_source.__name__, loglevel)
+    importlib.import_module("{{ cookiecutter.package }}_api.app")
+    model_source.prepare(shared.model_uri(), shared.tracking_uri())
 
 
 def child_exit(server, worker):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from {{ cookiecutter.package }}_core.model_source import LoadedModel, ModelLoadError, load_model
+from {{ cookiecutter.package }}_core.model_source import LoadedModel, ModelLoadError, load_model, step
 
 __all__ = ["LoadedModel", "ModelLoadError", "ModelStore", "ReloadResult", "ReloadSignal"]
 
@@ -173,15 +173,18 @@ class ModelStore:
                 return ReloadResult("failed", self._version(), self.last_error)
             if model is None:
                 return ReloadResult("unchanged", self._version())
+            first = self._current is None
             self._current = model  # the swap: one reference assignment
             self.last_error = None
+            seconds = time.perf_counter() - started
             log.info(
-                "model loaded",
+                # The first load is what a starting server waits for: say that it is ready.
+                f"ready: version {model.version} in {seconds:.1f} s" if first else "model loaded",
                 extra={
                     "fields": {
                         "model_uri": self.uri,
                         "model_version": model.version,
-                        "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "load_ms": round(seconds * 1000, 1),
                     }
                 },
             )
@@ -196,5 +199,8 @@ class ModelStore:
     def _load(self, force: bool) -> LoadedModel | None:
         model = load_model(self.uri, self.tracking_uri, None if force else self._version())
         if model is not None:
-            model.artifact.index_ids()  # lookups that keep the GIL; built before the swap
+            artifact = model.artifact
+            with step("building the id index", "built the id index") as fields:
+                fields.update({"users": len(artifact.user_ids), "items": len(artifact.item_ids)})
+                artifact.index_ids()  # lookups that keep the GIL; built before the swap
         return model

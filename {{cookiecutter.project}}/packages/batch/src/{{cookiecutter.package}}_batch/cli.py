@@ -69,11 +69,26 @@ def _print_shard(result: dict, version: str) -> None:
 
 
 def recommend(args: argparse.Namespace) -> None:
-    from {{ cookiecutter.package }}_core.model_source import load_model
+    import logging
+    import time
+
+    from {{ cookiecutter.package }}_core.artifact import ArtifactError
+    from {{ cookiecutter.package }}_core.model_source import ModelLoadError, load_model, prepare
     from {{ cookiecutter.package }}_core.shared import tracking_uri
 
+    started = time.perf_counter()
     uri = registered_model_uri(model_name(), args.model) if args.model else model_uri()
-    artifact = _loading(lambda: load_model(uri, tracking_uri()).artifact)
+    if uri.startswith("models:/"):
+        prepare(uri, tracking_uri())  # the MLflow client's imports, logged with their duration
+        model = _loading(lambda: load_model(uri, tracking_uri()))
+    else:  # a folder: `_loading` would import the MLflow client only to catch its errors
+        try:
+            model = load_model(uri)
+        except (ModelLoadError, ArtifactError) as error:
+            raise cli.BadInput(f"cannot load the model: {error}") from error
+    seconds = time.perf_counter() - started
+    logging.getLogger(__name__).info(f"ready: version {model.version} in {seconds:.1f} s")
+    artifact = model.artifact
     users = args.user or [str(user) for user in artifact.user_ids[: args.sample_users]]
     version = artifact.metadata.get("model", "?")
     for user in users:
