@@ -1,4 +1,5 @@
-"""The default project's container images, built and run for real with buildah.
+"""The default project's container images: linted (fast), then built and run for real with
+buildah (slow).
 
 Both Dockerfiles are built unchanged by the project's own `make image-api image-jobs`, FROM a
 local Debian base (tests/base_image.py: no container registry is reachable here). The jobs image
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import pytest
 from base_image import Buildah, base_image, require_tools
+from conftest import VENV_BIN, bake
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 PROJECT = "shop-recommender"
 PACKAGE = "shop_recommender"
@@ -36,6 +38,35 @@ SMALL_DATA = {"n_users": 3000, "n_items": 1000, "n_events": 150_000}
 FORBIDDEN_IN_API = ("sklearn", "scipy", "dvc", "evidently")
 API_SIZE_OVER_BASE_MB = 200  # python:3.11-slim is ~125 MB: the API image stays under 300 MB
 JOBS_SIZE_MB = 1200
+
+
+DOCKERFILES = ("docker/api.Dockerfile", "docker/jobs.Dockerfile")
+
+
+@pytest.fixture(scope="module")
+def py312_bake(tmp_path_factory, cookiecutter_config) -> Path:
+    return bake(tmp_path_factory.mktemp("py312"), cookiecutter_config, python_version="3.12")
+
+
+def test_every_from_takes_the_base_image_argument(py312_bake):
+    for dockerfile in DOCKERFILES:
+        lines = (py312_bake / dockerfile).read_text().splitlines()
+        assert "ARG BASE_IMAGE=python:3.12-slim" in lines, dockerfile
+        froms = [line for line in lines if line.startswith("FROM ")]
+        assert len(froms) >= 2, f"{dockerfile} is not multi-stage"
+        assert all(line.split()[1] == "${BASE_IMAGE}" for line in froms), froms
+
+
+def test_dockerfiles_lint_clean(py312_bake):
+    hadolint = VENV_BIN / "hadolint"
+    if not hadolint.exists():
+        if os.environ.get("REQUIRE_IMAGES") == "1":
+            pytest.fail("REQUIRE_IMAGES=1 but hadolint is not installed (requirements-dev.txt)")
+        pytest.skip("hadolint is not installed (pip install -r requirements-dev.txt)")
+    result = subprocess.run(
+        [str(hadolint), *DOCKERFILES], cwd=py312_bake, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def timed(label: str, started: float) -> None:
@@ -141,6 +172,7 @@ def git_head(project: Path) -> str:
 # --- the images' configuration ----------------------------------------------------------------
 
 
+@slow
 def test_images_are_labelled_non_root_and_configured(
     default_project, buildah, api_image, jobs_image
 ):
@@ -170,6 +202,7 @@ def test_images_are_labelled_non_root_and_configured(
     assert sizes[jobs_image] <= JOBS_SIZE_MB
 
 
+@slow
 def test_final_stages_hold_no_uv_compiler_or_cache(buildah, container, api_image, jobs_image):
     script = (
         "import shutil, pathlib, sys; "
@@ -185,6 +218,7 @@ def test_final_stages_hold_no_uv_compiler_or_cache(buildah, container, api_image
 # --- the API image ----------------------------------------------------------------------------
 
 
+@slow
 def test_api_image_does_not_install_the_training_stack(buildah, container, api_image):
     script = (
         "import importlib.util, sys; "
@@ -200,6 +234,7 @@ def test_api_image_does_not_install_the_training_stack(buildah, container, api_i
 # --- the jobs image ---------------------------------------------------------------------------
 
 
+@slow
 def test_jobs_image_runs_the_mlflow_server_locust_and_dvc(buildah, container, jobs_image):
     name = container(jobs_image)
     script = (
@@ -241,6 +276,7 @@ def pipeline_run(tmp_path_factory, buildah, jobs_image) -> tuple[Path, str]:
     return workspace, result.stdout + result.stderr
 
 
+@slow
 def test_jobs_image_pipeline_registers_and_promotes_with_the_image_commit(
     default_project, pipeline_run
 ):
@@ -283,6 +319,7 @@ def mounted_model(tmp_path_factory, pipeline_run) -> Path:
     return target
 
 
+@slow
 def test_api_image_command_serves_the_mounted_model(buildah, container, api_image, mounted_model):
     config = inspect(buildah, api_image)["Docker"]["config"]
     name = container(api_image)
