@@ -10,6 +10,8 @@ shares the host's network). Slow: it downloads the locked wheels inside the buil
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import shutil
@@ -36,8 +38,10 @@ USER_ID = "10001"
 # sizes the project's own DVC test uses).
 SMALL_DATA = {"n_users": 3000, "n_items": 1000, "n_events": 150_000}
 FORBIDDEN_IN_API = ("sklearn", "scipy", "dvc", "evidently")
-API_SIZE_OVER_BASE_MB = 200  # python:3.11-slim is ~125 MB: the API image stays under 300 MB
-JOBS_SIZE_MB = 1200
+# The targets hold FROM python:3.11-slim (about 130 MB unpacked); the local Debian base is
+# larger, so what an image adds to its base is checked against the target less the slim base.
+SLIM_BASE_MB = 130
+TARGET_MB = {"api": 300, "jobs": 1200}
 
 
 DOCKERFILES = ("docker/api.Dockerfile", "docker/jobs.Dockerfile")
@@ -153,9 +157,15 @@ def container(buildah) -> Iterator:
 
 
 def run_in(
-    buildah: Buildah, name: str, *command: str, volumes=(), env=(), timeout: float = 900
+    buildah: Buildah,
+    name: str,
+    *command: str,
+    volumes=(),
+    env=(),
+    user: str | None = None,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess:
-    args = ["run", "--isolation", "chroot"]
+    args = ["run", "--isolation", "chroot", *(["--user", user] if user else [])]
     for volume in volumes:
         args += ["-v", volume]
     for pair in env:
@@ -167,6 +177,51 @@ def git_head(project: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@contextlib.contextmanager
+def serving(buildah: Buildah, args: list[str], log: Path) -> Iterator[subprocess.Popen]:
+    """`buildah <args>` (a `run` of a server) in its own process group, stopped at the end."""
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            buildah.command(*args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def wait_for(url: str, log: Path, timeout: float, label: str) -> None:
+    """Until `url` answers 200; fail with the server's log after `timeout` seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(OSError):
+            if get(url, timeout=1)[0] == 200:
+                timed(label, started)
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer 200 in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 # --- the images' configuration ----------------------------------------------------------------
@@ -198,8 +253,8 @@ def test_images_are_labelled_non_root_and_configured(
         f"[images] sizes MB: base {base_mb:.0f}, "
         + ", ".join(f"{k} {v:.0f}" for k, v in sizes.items())
     )
-    assert sizes[api_image] - base_mb <= API_SIZE_OVER_BASE_MB
-    assert sizes[jobs_image] <= JOBS_SIZE_MB
+    assert sizes[api_image] - base_mb + SLIM_BASE_MB <= TARGET_MB["api"]
+    assert sizes[jobs_image] - base_mb + SLIM_BASE_MB <= TARGET_MB["jobs"]
 
 
 @slow
@@ -211,8 +266,8 @@ def test_final_stages_hold_no_uv_compiler_or_cache(buildah, container, api_image
         " '/home/app/.cache')) if p.exists()]; "
         "print(found); sys.exit(1 if found else 0)"
     )
-    for image in (api_image, jobs_image):
-        run_in(buildah, container(image), "python3", "-c", script)
+    for image in (api_image, jobs_image):  # as root: /root is not the app user's to look into
+        run_in(buildah, container(image), "python3", "-c", script, user="0:0")
 
 
 # --- the API image ----------------------------------------------------------------------------
@@ -235,12 +290,15 @@ def test_api_image_does_not_install_the_training_stack(buildah, container, api_i
 
 
 @slow
-def test_jobs_image_runs_the_mlflow_server_locust_and_dvc(buildah, container, jobs_image):
+def test_jobs_image_holds_the_server_extras_locust_and_the_dvc_project(
+    buildah, container, jobs_image
+):
     name = container(jobs_image)
     script = (
-        "import mlflow.server.auth, psycopg2, locust, dvc, evidently, pathlib; "
+        # locust alone below: it monkey-patches ssl, which breaks once ssl is in use.
+        "import mlflow.server.auth, psycopg2, dvc, evidently, pathlib; "
         "config = pathlib.Path('/app/project/.dvc/config').read_text(); "
-        "assert 'no_scm = True' in config, config; "
+        "assert 'no_scm = true' in config.lower(), config; "
         "names = ('dvc.yaml', 'params.yaml', 'loadtest/locustfile.py', 'loadtest/slo.yaml'); "
         "missing = [n for n in names if not pathlib.Path('/app/project', n).is_file()]; "
         "assert not missing, missing; print('ok')"
@@ -257,11 +315,10 @@ def pipeline_run(tmp_path_factory, buildah, jobs_image) -> tuple[Path, str]:
     workspace = tmp_path_factory.mktemp("workspace")
     workspace.chmod(0o777)  # the image's user (10001) writes it
     name = buildah.run("from", "--pull-never", jobs_image).stdout.strip().splitlines()[-1]
-    small = json.dumps(SMALL_DATA)
     script = (
         "set -e; cp -R /app/project/. /workspace/; cd /workspace; "
-        "python3 -c \"import json, yaml; p = yaml.safe_load(open('params.yaml')); "
-        f"p['synthetic'].update(json.loads('{small}')); "
+        "python3 -c \"import yaml; p = yaml.safe_load(open('params.yaml')); "
+        f"p['synthetic'].update({SMALL_DATA!r}); "
         "yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=False)\"; "
         f"{PROJECT}-train generate-data; {PROJECT}-train pipeline"
     )
@@ -290,21 +347,47 @@ def test_jobs_image_pipeline_registers_and_promotes_with_the_image_commit(
     assert tags["git_dirty"] == "false"
 
 
+AUTH_SERVER = """\
+set -e
+printf '[mlflow]\\ndefault_permission = READ\\ndatabase_uri = sqlite:////tmp/auth.db\\n\
+admin_username = admin\\nadmin_password = %s\\n\
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth\\n' \\
+    "$MLFLOW_AUTH_ADMIN_PASSWORD" > /tmp/auth.ini
+export MLFLOW_AUTH_CONFIG_PATH=/tmp/auth.ini
+cd /tmp
+exec mlflow server --app-name basic-auth --backend-store-uri sqlite:////tmp/mlflow.db \\
+    --default-artifact-root /tmp/artifacts --host 127.0.0.1 --port "$PORT" --workers 1
+"""
+
+
+@slow
+def test_jobs_image_runs_the_mlflow_server_with_basic_auth(
+    tmp_path, buildah, container, jobs_image
+):
+    """The tracking server's command on SQLite (the PostgreSQL driver is imported above): /health
+    answers without a login, the API only with the admin's."""
+    script = tmp_path / "auth-server.sh"
+    script.write_text(AUTH_SERVER)
+    script.chmod(0o644)
+    port = free_port()
+    password = "image-test-admin-2026"
+    args = ["run", "--isolation", "chroot", "-v", f"{script}:/tmp/auth-server.sh:ro"]
+    args += ["--env", f"PORT={port}", "--env", f"MLFLOW_AUTH_ADMIN_PASSWORD={password}"]
+    args += ["--env", "MLFLOW_FLASK_SERVER_SECRET_KEY=image-test-secret-key"]
+    log = tmp_path / "mlflow.log"
+    with serving(buildah, [*args, container(jobs_image), "--", "sh", "/tmp/auth-server.sh"], log):
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/health", log, timeout=150, label="jobs image: mlflow server to /health")
+        search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert get(search)[0] == 401
+        request = urllib.request.Request(search)
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+
 # --- the API image serving the jobs image's model ---------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 @pytest.fixture(scope="module")
@@ -322,43 +405,18 @@ def mounted_model(tmp_path_factory, pipeline_run) -> Path:
 @slow
 def test_api_image_command_serves_the_mounted_model(buildah, container, api_image, mounted_model):
     config = inspect(buildah, api_image)["Docker"]["config"]
-    name = container(api_image)
     port = free_port()
     args = ["run", "--isolation", "chroot", "-v", f"{mounted_model}:/model:ro"]
-    args += ["--env", "MODEL_URI=/model", "--env", f"PORT={port}", name, "--", *config["Cmd"]]
+    args += ["--env", "MODEL_URI=/model", "--env", f"PORT={port}"]
     log = mounted_model.parent / "api.log"
-    started = time.monotonic()
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            buildah.command(*args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        status = None
-        while time.monotonic() - started < 60 and server.poll() is None:
-            try:
-                status, _ = get(f"{base}/readyz", timeout=1)
-            except OSError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.2)
-        timed("API image: start to /readyz 200", started)
-        assert status == 200, log.read_text()[-3000:]
-        users = [line for line in log.read_text().splitlines() if "model loaded" in line]
-        assert users, log.read_text()[-3000:]
+    with serving(buildah, [*args, container(api_image), "--", *config["Cmd"]], log):
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/readyz", log, timeout=60, label="API image: start to /readyz 200")
+        assert "model loaded" in log.read_text(), log.read_text()[-3000:]
         status, body = get(f"{base}/v1/users/u00042/recommendations?k=5")
         assert status == 200, body
         answer = json.loads(body)
         assert len(answer["items"]) == 5 and answer["model_version"]
         status, body = get(f"{base}/metrics")
         assert status == 200 and b"# TYPE" in body
-        status, _ = get(f"{base}/healthz")
-        assert status == 200
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        assert get(f"{base}/healthz")[0] == 200
