@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from {{ cookiecutter.package }}_training import lineage
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

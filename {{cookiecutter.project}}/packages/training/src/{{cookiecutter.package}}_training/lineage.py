@@ -14,7 +14,6 @@ from pathlib import Path
 
 import yaml
 
-
 # Set in the jobs image from its GIT_COMMIT build argument: an image holds no .git and no git.
 GIT_COMMIT_ENV = "GIT_COMMIT"
 
