@@ -140,6 +140,16 @@ def baked(
     return Bake(bake(output, cookiecutter_config, **config), config, answers_for(config))
 
 
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default bake after `make setup` (it writes uv.lock), shared by the slow tests that
+    need an installed project, so it is set up once a session."""
+    output = tmp_path_factory.mktemp("default-bake")
+    path = Path(cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=str(output)))
+    make(path, "setup")
+    return path
+
+
 # --- Where a generated file comes from (the SET of files is tests/expected_files.py) -----------
 
 

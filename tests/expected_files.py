@@ -32,6 +32,7 @@ def paths(block: str) -> frozenset[str]:
 PAYLOAD = paths(
     """
     # the project root
+    .dockerignore
     .dvc/.gitignore
     .dvc/config
     .dvcignore
@@ -43,10 +44,15 @@ PAYLOAD = paths(
     params.yaml
     pyproject.toml
 
+    # docker/
+    docker/api.Dockerfile
+    docker/jobs.Dockerfile
+
     # benchmarks/
     benchmarks/README.md
     benchmarks/bench_batch.py
     benchmarks/bench_drift.py
+    benchmarks/bench_images.py
     benchmarks/bench_serve.py
     benchmarks/bench_serve_ceiling.py
     benchmarks/bench_serve_locustfile.py
@@ -149,6 +155,7 @@ PAYLOAD = paths(
     packages/core/src/shop_recommender_core/weighting.py
     packages/core/tests/conftest.py
     packages/core/tests/test_artifact.py
+    packages/core/tests/test_artifact_modes.py
     packages/core/tests/test_contract.py
     packages/core/tests/test_feedback.py
     packages/core/tests/test_matrix.py
@@ -184,6 +191,7 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
     packages/training/tests/test_online_retail.py
+    packages/training/tests/test_lineage.py
     packages/training/tests/test_synthetic.py
 
     # tests/

@@ -11,18 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make
-from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
-TEMPLATE = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("default-bake")
-    path = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output)))
-    make(path, "setup")
-    return path
+def project(default_project) -> Path:
+    return default_project  # conftest's session bake: the image tests build from it too
 
 
 def test_generated_project_tests_pass(project):

@@ -11,6 +11,7 @@ FLAGS = {
     "bench_serve": "--params --events --workers --threads --clients --seconds --rounds",
     "bench_batch": "--params --sizes --k --chunk-size",
     "bench_drift": "--params --sizes",
+    "bench_images": "--params --base-image --debootstrap --events --rounds --workdir",
 }
 
 

@@ -244,6 +244,11 @@ class ServingArtifact:
             "checksum": _files_checksum(files),
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # Readable by every user, whatever the umask: the API may run as another user than the
+        # pipeline (a container mounting the folder); mkdtemp alone would leave it 0700.
+        for path in staging.iterdir():
+            path.chmod(0o644)
+        staging.chmod(0o755)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)

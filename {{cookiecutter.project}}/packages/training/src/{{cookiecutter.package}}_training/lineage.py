@@ -1,7 +1,8 @@
 """Lineage facts recorded on every model version: code, data, params and who triggered it.
 
-Nothing here is typed by hand: the commit comes from git, the data hash is the md5 DVC records
-for the validated events, the actor from the CI environment or the local user.
+Nothing here is typed by hand: the commit comes from git (in an image, from the GIT_COMMIT its
+build recorded), the data hash is the md5 DVC records for the validated events, the actor from
+the CI environment or the local user.
 """
 
 from __future__ import annotations
@@ -13,13 +14,21 @@ from pathlib import Path
 
 import yaml
 
+# Set in the jobs image from its GIT_COMMIT build argument: an image holds no .git and no git.
+GIT_COMMIT_ENV = "GIT_COMMIT"
+
 
 def git_commit(root: Path = Path(".")) -> tuple[str, bool]:
-    """(commit sha, dirty) of the working tree; ("unknown", True) outside a git repository."""
+    """(commit sha, dirty) of the working tree. Without git or outside a repository (a container
+    image), the commit the image was built from (env GIT_COMMIT; clean, since the image's code
+    cannot change after the build), else ("unknown", True)."""
     try:
         sha = _git(root, "rev-parse", "HEAD")
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
+        built_from = os.environ.get(GIT_COMMIT_ENV, "").strip()
+        if built_from and built_from != "unknown":
+            return built_from, False
         return "unknown", True
     return sha, dirty
 
