@@ -190,8 +190,8 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/register.py
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
-    packages/training/tests/test_online_retail.py
     packages/training/tests/test_lineage.py
+    packages/training/tests/test_online_retail.py
     packages/training/tests/test_synthetic.py
 
     # tests/
