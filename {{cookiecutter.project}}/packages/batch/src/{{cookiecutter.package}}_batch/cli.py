@@ -72,20 +72,14 @@ def recommend(args: argparse.Namespace) -> None:
     import logging
     import time
 
-    from {{ cookiecutter.package }}_core.artifact import ArtifactError
-    from {{ cookiecutter.package }}_core.model_source import ModelLoadError, load_model, prepare
+    from {{ cookiecutter.package }}_core.model_source import load_model, prepare
     from {{ cookiecutter.package }}_core.shared import tracking_uri
 
     started = time.perf_counter()
     uri = registered_model_uri(model_name(), args.model) if args.model else model_uri()
     if uri.startswith("models:/"):
         prepare(uri, tracking_uri())  # the MLflow client's imports, logged with their duration
-        model = _loading(lambda: load_model(uri, tracking_uri()))
-    else:  # a folder: `_loading` would import the MLflow client only to catch its errors
-        try:
-            model = load_model(uri)
-        except (ModelLoadError, ArtifactError) as error:
-            raise cli.BadInput(f"cannot load the model: {error}") from error
+    model = _loading(lambda: load_model(uri, tracking_uri()))
     seconds = time.perf_counter() - started
     logging.getLogger(__name__).info(f"ready: version {model.version} in {seconds:.1f} s")
     artifact = model.artifact
@@ -97,16 +91,21 @@ def recommend(args: argparse.Namespace) -> None:
 
 
 def _loading(load):
-    """Run `load`; a model that cannot be resolved, read or verified is bad input."""
-    from mlflow.exceptions import MlflowException
-
+    """Run `load`; a model that cannot be resolved, read or verified is bad input. The MLflow
+    client's errors count only once it is imported: a folder MODEL_URI never imports it."""
     from {{ cookiecutter.package }}_core.artifact import ArtifactError
     from {{ cookiecutter.package }}_core.model_source import ModelLoadError
 
     try:
         return load()
-    except (ModelLoadError, ArtifactError, MlflowException) as error:
-        raise cli.BadInput(f"cannot load the model: {error}") from error
+    except Exception as error:
+        expected = (ModelLoadError, ArtifactError)
+        mlflow_errors = sys.modules.get("mlflow.exceptions")
+        if mlflow_errors is not None:
+            expected += (mlflow_errors.MlflowException,)
+        if isinstance(error, expected):
+            raise cli.BadInput(f"cannot load the model: {error}") from error
+        raise
 
 
 def partition_date(text: str) -> date:
