@@ -23,7 +23,7 @@ demo: setup
 
 # The template's whole test suite: every option bakes, the default bake runs for real.
 test: setup
-	$(BIN)/pytest tests --durations=20
+	$(BIN)/pytest tests -n 2 --dist loadgroup --durations=30
 
 # The fast tier (no end-to-end runs of the baked project); well under a minute.
 test-fast: setup

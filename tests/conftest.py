@@ -23,6 +23,9 @@ from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
 
+# The image fixtures (buildah storage, base, api_image, jobs_image), one build per session.
+pytest_plugins = ("image_fixtures",)
+
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD_DIR = TEMPLATE_ROOT / "{{cookiecutter.project}}"
 COOKIECUTTER_JSON = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
@@ -260,3 +263,15 @@ def isolated_env(home: Path, config_file: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), COOKIECUTTER_CONFIG=str(config_file), GIT_CONFIG_NOSYSTEM="1")
     return env
+
+
+# `make test` runs `pytest -n 2 --dist loadgroup`: each module on one worker, so its module
+# fixtures (a bake, a golden path) are made once; the image and contract tests share a worker
+# because they share one build of the images.
+SHARED_WORKER = {"test_images.py": "images", "test_k8s_contract.py": "images"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))

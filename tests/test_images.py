@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_image import Buildah, base_image, require_tools
+from base_image import Buildah
 from conftest import VENV_BIN, bake
+from image_fixtures import timed
 
 slow = pytest.mark.slow
 
@@ -71,62 +72,6 @@ def test_dockerfiles_lint_clean(py312_bake):
         [str(hadolint), *DOCKERFILES], cwd=py312_bake, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def timed(label: str, started: float) -> None:
-    print(f"[images] {label}: {time.monotonic() - started:.1f} s")
-
-
-@pytest.fixture(scope="module")
-def buildah(tmp_path_factory) -> Iterator[Buildah]:
-    require_tools("buildah", "debootstrap")
-    store = Buildah(tmp_path_factory.mktemp("buildah"))
-    yield store
-    store.cleanup()
-
-
-@pytest.fixture(scope="module")
-def base(buildah) -> str:
-    started = time.monotonic()
-    name = base_image(buildah)
-    timed("base image (debootstrap or cached rootfs, import)", started)
-    return name
-
-
-def build(project: Path, buildah: Buildah, base: str, target: str) -> subprocess.CompletedProcess:
-    """`make <target>` with buildah (chroot isolation, the session's storage) FROM `base`."""
-    started = time.monotonic()
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            target,
-            f"CONTAINER_BUILD={' '.join(buildah.command())}",
-            f"BASE_IMAGE={base}",
-        ],
-        cwd=project,
-        env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=1200,
-    )
-    timed(f"make {target}", started)
-    if result.returncode != 0:
-        pytest.fail(f"make {target} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def api_image(default_project, buildah, base) -> str:
-    build(default_project, buildah, base, "image-api")
-    return f"localhost/{PROJECT}-api:{VERSION}"
-
-
-@pytest.fixture(scope="module")
-def jobs_image(default_project, buildah, base) -> str:
-    build(default_project, buildah, base, "image-jobs")
-    return f"localhost/{PROJECT}-jobs:{VERSION}"
 
 
 def inspect(buildah: Buildah, image: str) -> dict:

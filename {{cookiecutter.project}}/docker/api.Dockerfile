@@ -1,6 +1,7 @@
 # The recommendation API: gunicorn serving the model named by MODEL_URI (a mounted folder or a
 # `models:/` URI). Build from the project root:  make image-api  (docker or buildah).
 # Only the API package and core[registry] are installed: no scikit-learn, scipy, DVC or evidently.
+# checkov:skip=CKV_DOCKER_7:every FROM is this BASE_IMAGE argument, a pinned python:X.Y-slim tag; checkov does not resolve build arguments
 ARG BASE_IMAGE=python:{{ cookiecutter.python_version }}-slim
 
 # --- build: uv installs the locked dependencies into /app/.venv ---------------------------------

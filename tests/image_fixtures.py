@@ -1,0 +1,72 @@
+"""The default project's images, built once a session by its own `make image-api image-jobs`
+with buildah FROM the local Debian base (base_image.py); the image and contract tests share them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from base_image import Buildah, base_image, require_tools
+
+PROJECT = "shop-recommender"
+VERSION = "0.1.0"
+
+
+def timed(label: str, started: float) -> None:
+    print(f"[images] {label}: {time.monotonic() - started:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def buildah(tmp_path_factory) -> Iterator[Buildah]:
+    require_tools("buildah", "debootstrap")
+    store = Buildah(tmp_path_factory.mktemp("buildah"))
+    yield store
+    store.cleanup()
+
+
+@pytest.fixture(scope="session")
+def base(buildah) -> str:
+    started = time.monotonic()
+    name = base_image(buildah)
+    timed("base image (debootstrap or cached rootfs, import)", started)
+    return name
+
+
+def build(project: Path, buildah: Buildah, base: str, target: str) -> subprocess.CompletedProcess:
+    """`make <target>` with buildah (chroot isolation, the session's storage) FROM `base`."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            target,
+            f"CONTAINER_BUILD={' '.join(buildah.command())}",
+            f"BASE_IMAGE={base}",
+        ],
+        cwd=project,
+        env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=1200,
+    )
+    timed(f"make {target}", started)
+    if result.returncode != 0:
+        pytest.fail(f"make {target} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def api_image(default_project, buildah, base) -> str:
+    build(default_project, buildah, base, "image-api")
+    return f"localhost/{PROJECT}-api:{VERSION}"
+
+
+@pytest.fixture(scope="session")
+def jobs_image(default_project, buildah, base) -> str:
+    build(default_project, buildah, base, "image-jobs")
+    return f"localhost/{PROJECT}-jobs:{VERSION}"
