@@ -3,7 +3,9 @@ with buildah FROM the local Debian base (base_image.py); the image and contract 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -70,3 +72,14 @@ def api_image(default_project, buildah, base) -> str:
 def jobs_image(default_project, buildah, base) -> str:
     build(default_project, buildah, base, "image-jobs")
     return f"localhost/{PROJECT}-jobs:{VERSION}"
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Stop a server started in a session of its own (buildah run and what it started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 from base_image import Buildah
 from conftest import VENV_BIN, bake
-from image_fixtures import timed
+from image_fixtures import stop, timed
 
 slow = pytest.mark.slow
 
@@ -148,13 +147,7 @@ def serving(buildah: Buildah, args: list[str], log: Path) -> Iterator[subprocess
     try:
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
 
 
 def wait_for(url: str, log: Path, timeout: float, label: str) -> None:

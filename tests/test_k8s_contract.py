@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import signal
 import subprocess
 import time
 import urllib.error
@@ -31,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 from base_image import Buildah
+from image_fixtures import stop
 from k8s_pod import Pod, by_kind, container, pod_spec, probe_url
 
 pytestmark = pytest.mark.slow
@@ -199,15 +198,6 @@ class Runner:
             subprocess.run(self.buildah.command("rm", name), capture_output=True)
 
 
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
 def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout=5.0):
     call = urllib.request.Request(url, data=data, headers=headers or {})
     try:
@@ -330,24 +320,17 @@ def in_workspace(runner: Runner, cluster: Cluster, *argv: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def next_week(runner: Runner, cluster: Cluster, start: str) -> None:
+    """A week of new events in the workspace's data/incoming, as the team's ingestion leaves it."""
+    argv = ("--out", "data/incoming", "--start", start, "--days", "7", "--events", "40000")
+    in_workspace(runner, cluster, f"{PROJECT}-train", "generate-data", *argv)
+
+
 @pytest.fixture(scope="module")
 def retrained(deployment, mlflow_server, workspace) -> subprocess.CompletedProcess:
     cluster, runner = deployment
     in_workspace(runner, cluster, f"{PROJECT}-train", "generate-data")
-    in_workspace(
-        runner,
-        cluster,
-        f"{PROJECT}-train",
-        "generate-data",
-        "--out",
-        "data/incoming",
-        "--start",
-        "2026-02-02",
-        "--days",
-        "7",
-        "--events",
-        "40000",
-    )
+    next_week(runner, cluster, "2026-02-02")
     return runner.run(cluster.workload("CronJob", "retrain"))
 
 
@@ -408,20 +391,7 @@ def test_api_deployment_serves_the_pinned_version_on_its_declared_probes(deploym
 
 def test_drift_cronjob_reads_every_pods_feedback(deployment, api_server, workspace):
     cluster, runner = deployment
-    in_workspace(
-        runner,
-        cluster,
-        f"{PROJECT}-train",
-        "generate-data",
-        "--out",
-        "data/incoming",
-        "--start",
-        "2026-02-09",
-        "--days",
-        "7",
-        "--events",
-        "40000",
-    )
+    next_week(runner, cluster, "2026-02-09")
     result = runner.run(cluster.workload("CronJob", "drift"))
     output = result.stdout + result.stderr
     assert result.returncode in (0, 3), output[-4000:]
