@@ -350,7 +350,7 @@ def test_api_image_command_serves_the_mounted_model(buildah, container, api_imag
     with serving(buildah, [*args, container(api_image), "--", *config["Cmd"]], log):
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/readyz", log, timeout=60, label="API image: start to /readyz 200")
-        assert "model loaded" in log.read_text(), log.read_text()[-3000:]
+        assert '"message": "ready: version ' in log.read_text(), log.read_text()[-3000:]
         status, body = get(f"{base}/v1/users/u00042/recommendations?k=5")
         assert status == 200, body
         answer = json.loads(body)
