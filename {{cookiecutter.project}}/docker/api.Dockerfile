@@ -30,12 +30,10 @@ COPY packages/core/src packages/core/src
 COPY packages/api/src packages/api/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     /opt/uv/bin/uv sync --frozen --no-dev --no-editable --package {{ cookiecutter.project }}-api
-# The third-party packages' own test suites never run in the image (about 8 MB).
 # Bytecode for what a worker imports (the app, gunicorn, the MLflow client for `models:/` URIs),
 # written by importing it once: the venv is read-only at run time, and compiling everything
 # (UV_COMPILE_BYTECODE) would add 80 MB for modules the API never loads.
-RUN find /app/.venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
-    && /app/.venv/bin/python -c "import {{ cookiecutter.package }}_api.app, {{ cookiecutter.package }}_api.gunicorn_conf, {{ cookiecutter.package }}_api.gunicorn_worker, {{ cookiecutter.package }}_core.model_source, gunicorn.app.wsgiapp, mlflow.artifacts, mlflow.tracking"
+RUN /app/.venv/bin/python -c "import {{ cookiecutter.package }}_api.app, {{ cookiecutter.package }}_api.gunicorn_conf, {{ cookiecutter.package }}_api.gunicorn_worker, {{ cookiecutter.package }}_core.model_source, gunicorn.app.wsgiapp, mlflow.artifacts, mlflow.tracking"
 
 # --- runtime: the venv, a non-root user, nothing else ------------------------------------------
 FROM ${BASE_IMAGE}

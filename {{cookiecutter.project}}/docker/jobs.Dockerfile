@@ -46,12 +46,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
         --package {{ cookiecutter.project }}-registry \
         --package {{ cookiecutter.project }}-batch \
         --package {{ cookiecutter.project }}-monitoring
-# The third-party packages' own test suites never run in the image (about 70 MB).
 # Bytecode for what the jobs import, written by importing it once: the venv is read-only at run
 # time, and compiling everything (UV_COMPILE_BYTECODE) would add 335 MB, mostly for modules no
 # job loads. locust last, alone: importing it monkey-patches the interpreter (gevent).
-RUN find /app/.venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
-    && /app/.venv/bin/python -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" \
+RUN /app/.venv/bin/python -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" \
         {{ cookiecutter.package }}_training.cli {{ cookiecutter.package }}_training.data_stages \
         {{ cookiecutter.package }}_training.model_stages {{ cookiecutter.package }}_training.register \
         {{ cookiecutter.package }}_training.gate {{ cookiecutter.package }}_training.synthetic \
