@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +85,37 @@ def stop(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout=5.0):
+    """(status, body) of a GET, or of a POST when `data` is given; HTTP errors are answers."""
+    call = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_for(
+    url: str,
+    server: subprocess.Popen,
+    log: Path,
+    timeout: float,
+    label: str = "",
+    headers: dict | None = None,
+) -> None:
+    """Until `url` answers 200 (timed as `label`); fail with the server's log when it exits or
+    `timeout` seconds pass."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout and server.poll() is None:
+        with contextlib.suppress(OSError):
+            if request(url, headers=headers, timeout=2)[0] == 200:
+                if label:
+                    timed(label, started)
+                return
+        time.sleep(0.2)
+    pytest.fail(
+        f"{url} did not answer 200 in {timeout} s (exit {server.poll()}):\n"
+        f"{log.read_text()[-4000:]}"
+    )

@@ -19,14 +19,13 @@ import socket
 import sqlite3
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from base_image import Buildah
 from conftest import VENV_BIN, bake
-from image_fixtures import stop, timed
+from image_fixtures import request, stop, timed, wait_for
 
 slow = pytest.mark.slow
 
@@ -129,14 +128,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @contextlib.contextmanager
 def serving(buildah: Buildah, args: list[str], log: Path) -> Iterator[subprocess.Popen]:
     """`buildah <args>` (a `run` of a server) in its own process group, stopped at the end."""
@@ -148,18 +139,6 @@ def serving(buildah: Buildah, args: list[str], log: Path) -> Iterator[subprocess
         yield server
     finally:
         stop(server)
-
-
-def wait_for(url: str, log: Path, timeout: float, label: str) -> None:
-    """Until `url` answers 200; fail with the server's log after `timeout` seconds."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with contextlib.suppress(OSError):
-            if get(url, timeout=1)[0] == 200:
-                timed(label, started)
-                return
-        time.sleep(0.2)
-    pytest.fail(f"{url} did not answer 200 in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 # --- the images' configuration ----------------------------------------------------------------
@@ -313,16 +292,16 @@ def test_jobs_image_runs_the_mlflow_server_with_basic_auth(
     args += ["--env", f"PORT={port}", "--env", f"MLFLOW_AUTH_ADMIN_PASSWORD={password}"]
     args += ["--env", "MLFLOW_FLASK_SERVER_SECRET_KEY=image-test-secret-key"]
     log = tmp_path / "mlflow.log"
-    with serving(buildah, [*args, container(jobs_image), "--", "sh", "/tmp/auth-server.sh"], log):
+    command = [*args, container(jobs_image), "--", "sh", "/tmp/auth-server.sh"]
+    with serving(buildah, command, log) as server:
         base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/health", log, timeout=150, label="jobs image: mlflow server to /health")
+        label = "jobs image: mlflow server to /health"
+        wait_for(f"{base}/health", server, log, timeout=150, label=label)
         search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
-        assert get(search)[0] == 401
-        request = urllib.request.Request(search)
+        assert request(search)[0] == 401
         token = base64.b64encode(f"admin:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        login = {"Authorization": f"Basic {token}"}
+        assert request(search, headers=login, timeout=10)[0] == 200
 
 
 # --- the API image serving the jobs image's model ---------------------------------------------
@@ -347,14 +326,15 @@ def test_api_image_command_serves_the_mounted_model(buildah, container, api_imag
     args = ["run", "--isolation", "chroot", "-v", f"{mounted_model}:/model:ro"]
     args += ["--env", "MODEL_URI=/model", "--env", f"PORT={port}"]
     log = mounted_model.parent / "api.log"
-    with serving(buildah, [*args, container(api_image), "--", *config["Cmd"]], log):
+    with serving(buildah, [*args, container(api_image), "--", *config["Cmd"]], log) as server:
         base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/readyz", log, timeout=60, label="API image: start to /readyz 200")
+        label = "API image: start to /readyz 200"
+        wait_for(f"{base}/readyz", server, log, timeout=60, label=label)
         assert '"message": "ready: version ' in log.read_text(), log.read_text()[-3000:]
-        status, body = get(f"{base}/v1/users/u00042/recommendations?k=5")
+        status, body = request(f"{base}/v1/users/u00042/recommendations?k=5")
         assert status == 200, body
         answer = json.loads(body)
         assert len(answer["items"]) == 5 and answer["model_version"]
-        status, body = get(f"{base}/metrics")
+        status, body = request(f"{base}/metrics")
         assert status == 200 and b"# TYPE" in body
-        assert get(f"{base}/healthz")[0] == 200
+        assert request(f"{base}/healthz")[0] == 200

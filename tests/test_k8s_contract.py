@@ -19,9 +19,6 @@ import base64
 import json
 import secrets
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from base_image import Buildah
-from image_fixtures import stop
+from image_fixtures import request, stop, wait_for
 from k8s_pod import Pod, by_kind, container, pod_spec, probe_url
 
 pytestmark = pytest.mark.slow
@@ -196,29 +193,6 @@ class Runner:
     def cleanup(self) -> None:
         for name in self.made:
             subprocess.run(self.buildah.command("rm", name), capture_output=True)
-
-
-def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout=5.0):
-    call = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(call, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float, **options) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if request(url, timeout=2, **options)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(
-        f"{url} did not answer 200 (exit {server.poll()}):\n{log.read_text()[-4000:]}"
-    )
 
 
 # What a client in the namespace sends: the Service's name is an allowed host of the server.
