@@ -1,0 +1,233 @@
+"""A Debian host for the Ansible tests: a debootstrapped rootfs reached over
+`community.general.chroot`, and what systemd would do there.
+
+There is no systemd inside a chroot (`ansible_service_mgr` reads `sysvinit`), so the roles skip
+their unit management there and `start_unit` plays systemd's part: it reads a unit file the
+roles (or a Debian package) installed and runs its own `ExecStart` inside the rootfs, as its
+`User=`, with its `Environment=`, `EnvironmentFile=` and `WorkingDirectory=`. Everything started
+in the rootfs shares this machine's network, so the tests give every service its own port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from base_image import debootstrap_rootfs
+
+# ansible-playbook from the venv that runs the tests (requirements-dev.txt pins ansible).
+ANSIBLE_BIN = Path(sys.executable).parent
+GROUPS = ("tracking", "serving", "monitoring")
+UNIT_FOLDERS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
+RECAP = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", re.MULTILINE)
+
+
+def chroot_host(target: Path) -> Path:
+    """A fresh bookworm rootfs at `target` whose package installs start no daemon (the
+    `policy-rc.d` convention container images follow)."""
+    rootfs = debootstrap_rootfs(target)
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\n# The tests start services themselves.\nexit 101\n")
+    policy.chmod(0o755)
+    return rootfs
+
+
+def write_inventory(path: Path, rootfs: Path, hostvars: dict | None = None) -> Path:
+    """An inventory of one host, the rootfs, in every group the playbooks target."""
+    host = {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(rootfs),
+        "ansible_python_interpreter": "/usr/bin/python3",
+        **(hostvars or {}),
+    }
+    name = rootfs.name
+    inventory = {
+        "all": {
+            "hosts": {name: host},
+            "children": {group: {"hosts": {name: None}} for group in GROUPS},
+        }
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    seconds: float
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP per host: {"host": {"ok": 12, "changed": 0, ...}}."""
+        return {
+            host: {key: int(value) for key, value in (pair.split("=") for pair in counts.split())}
+            for host, counts in RECAP.findall(self.output)
+        }
+
+    def changed_tasks(self) -> list[str]:
+        """The names of the tasks that reported `changed` (for a readable assertion)."""
+        tasks, task = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[len("TASK [") :].split("]")[0]
+            elif line.startswith("changed:") and task:
+                tasks.append(task)
+        return tasks
+
+
+def playbook(
+    ansible_dir: Path,
+    name: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+) -> Run:
+    """`ansible-playbook <name> <args>` from the project's ansible/ folder (its ansible.cfg)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-playbook"), name, *args],
+        cwd=ansible_dir,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+def find_unit(rootfs: Path, unit: str) -> Path:
+    for folder in UNIT_FOLDERS:
+        path = rootfs / folder / unit
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{unit} not installed in {rootfs}")
+
+
+def read_unit(path: Path) -> dict[str, list[str]]:
+    """The [Service] settings of a unit file: name -> every value it was given, in order."""
+    settings: dict[str, list[str]] = {}
+    section = None
+    for raw in path.read_text().replace("\\\n", " ").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "Service" and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def unit_environment(rootfs: Path, settings: dict[str, list[str]]) -> dict[str, str]:
+    """What systemd puts in the service's environment: EnvironmentFile= lines, then
+    Environment= assignments (later ones win, as in systemd)."""
+    env: dict[str, str] = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+    for spec in settings.get("EnvironmentFile", []):
+        optional = spec.startswith("-")
+        path = rootfs / spec.lstrip("-").lstrip("/")
+        if not path.is_file():
+            if optional:
+                continue
+            raise FileNotFoundError(f"EnvironmentFile {spec} missing in {rootfs}")
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key.strip()] = _unquote(value.strip())
+    for assignments in settings.get("Environment", []):
+        for word in shlex.split(assignments):
+            key, value = word.split("=", 1)
+            env[key] = value
+    return env
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _expand(word: str, env: dict[str, str]) -> list[str]:
+    """systemd's $VAR (split into words) and ${VAR} (one word) in an ExecStart line."""
+    whole = re.fullmatch(r"\$(\w+)", word)
+    if whole:
+        return shlex.split(env.get(whole.group(1), ""))
+    return [re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), word)]
+
+
+def start_unit(
+    rootfs: Path, unit: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
+    """Start `unit` inside the rootfs from its own ExecStart, as its User=, in its environment
+    (plus `env`); its output goes to `log` (a file) or is discarded."""
+    settings = read_unit(find_unit(rootfs, unit))
+    environment = {**unit_environment(rootfs, settings), **(env or {})}
+    command = settings["ExecStart"][-1].lstrip("@-+!")
+    argv = [part for word in shlex.split(command) for part in _expand(word, environment)]
+    user = settings.get("User", ["root"])[-1]
+    group = settings.get("Group", [user])[-1]
+    workdir = settings.get("WorkingDirectory", ["/"])[-1].lstrip("-")
+    for folder in settings.get("RuntimeDirectory", []):
+        for name in folder.split():
+            runtime = rootfs / "run" / name
+            runtime.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["chroot", str(rootfs), "chown", f"{user}:{group}", f"/run/{name}"])
+    shell = f"cd {shlex.quote(workdir)} && exec {shlex.join(argv)}"
+    output = log.open("ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(
+        ["chroot", f"--userspec={user}:{group}", str(rootfs), "/usr/bin/env", "-i"]
+        + [f"{key}={value}" for key, value in {"HOME": home(rootfs, user), **environment}.items()]
+        + ["/bin/sh", "-c", shell],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def home(rootfs: Path, user: str) -> str:
+    """The user's home folder from the rootfs' /etc/passwd (systemd sets HOME from it)."""
+    for line in (rootfs / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return fields[5]
+    return "/"
+
+
+def processes_in(rootfs: Path) -> list[int]:
+    """The pids whose root directory is the rootfs."""
+    root = rootfs.resolve()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "root")).resolve() == root:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def stop_processes(rootfs: Path, grace: float = 10) -> None:
+    """SIGTERM every process of the rootfs, then SIGKILL what is left after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_in(rootfs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while processes_in(rootfs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not processes_in(rootfs):
+            return
