@@ -28,7 +28,22 @@ from base_image import debootstrap_rootfs
 ANSIBLE_BIN = Path(sys.executable).parent
 GROUPS = ("tracking", "serving", "monitoring")
 UNIT_FOLDERS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
+# Every secret the playbooks read, and the environment variable secrets.yml reads it from.
+SECRETS = {
+    "vault_postgresql_mlflow_password": "POSTGRES_MLFLOW_PASSWORD",
+    "vault_postgresql_mlflow_auth_password": "POSTGRES_MLFLOW_AUTH_PASSWORD",
+    "vault_mlflow_admin_password": "MLFLOW_ADMIN_PASSWORD",
+    "vault_mlflow_flask_secret_key": "MLFLOW_FLASK_SECRET_KEY",
+    "vault_mlflow_ci_password": "MLFLOW_CI_PASSWORD",
+    "vault_mlflow_api_password": "MLFLOW_API_PASSWORD",
+    "vault_api_admin_token": "API_ADMIN_TOKEN",
+}
 RECAP = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", re.MULTILINE)
+
+
+def secret_values() -> dict[str, str]:
+    """The secrets the tests export, by environment variable (12+ characters, as MLflow wants)."""
+    return {env: f"test-{env.lower().replace('_', '-')}-0123456789" for env in SECRETS.values()}
 
 
 def chroot_host(target: Path) -> Path:
