@@ -14,7 +14,9 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from base_image import debootstrap_rootfs
 # ansible-playbook from the venv that runs the tests (requirements-dev.txt pins ansible).
 ANSIBLE_BIN = Path(sys.executable).parent
 GROUPS = ("tracking", "serving", "monitoring")
+# Character devices of major 1 a chroot needs (name: minor).
+DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}
 UNIT_FOLDERS = ("etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system")
 # Every secret the playbooks read, and the environment variable secrets.yml reads it from.
 SECRETS = {
@@ -47,13 +51,30 @@ def secret_values() -> dict[str, str]:
 
 
 def chroot_host(target: Path) -> Path:
-    """A fresh bookworm rootfs at `target` whose package installs start no daemon (the
-    `policy-rc.d` convention container images follow)."""
+    """A fresh bookworm rootfs at `target`, made to look like a booted machine's: the basic
+    device nodes, /proc mounted (`release_host` unmounts it), a world-writable /dev/shm, and a
+    `policy-rc.d` so that package installs start no daemon (as in container images)."""
     rootfs = debootstrap_rootfs(target)
+    dev = rootfs / "dev"
+    for name, minor in DEVICES.items():
+        node = dev / name
+        node.unlink(missing_ok=True)
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        node.chmod(0o666)
+    (dev / "shm").mkdir(exist_ok=True)
+    (dev / "shm").chmod(0o1777)
+    subprocess.run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], check=True)
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# The tests start services themselves.\nexit 101\n")
     policy.chmod(0o755)
     return rootfs
+
+
+def release_host(rootfs: Path) -> None:
+    """Stop what runs in the rootfs, unmount its /proc and delete it."""
+    stop_processes(rootfs)
+    subprocess.run(["umount", "--lazy", str(rootfs / "proc")], capture_output=True)
+    shutil.rmtree(rootfs, ignore_errors=True)
 
 
 def write_inventory(path: Path, rootfs: Path, hostvars: dict | None = None) -> Path:

@@ -236,14 +236,17 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bo
     return result
 
 
-def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`make <targets>` in a generated project, with the environment a user's shell would have."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+def make(
+    project: Path, *targets: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`make <targets>` in a generated project, with the environment a user's shell would have
+    (plus `env`)."""
+    shell = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
+    shell.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
         ["make", "--no-print-directory", *targets],
         cwd=project,
-        env={**env, "DVC_NO_ANALYTICS": "1"},
+        env={**shell, "DVC_NO_ANALYTICS": "1", **(env or {})},
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
