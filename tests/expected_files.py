@@ -198,6 +198,7 @@ PAYLOAD = paths(
     # tests/
     tests/conftest.py
     tests/test_accuracy.py
+    tests/test_alert_rules.py
     tests/test_architecture.py
     tests/test_batch.py
     tests/test_batch_recommend.py
