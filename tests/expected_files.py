@@ -80,6 +80,7 @@ PAYLOAD = paths(
     monitoring/README.md
     monitoring/grafana/dashboard.json
     monitoring/prometheus/alerts.yml
+    monitoring/prometheus/tests/alerts_test.yml
     monitoring/pyproject.toml
     monitoring/src/shop_recommender_monitoring/__init__.py
     monitoring/src/shop_recommender_monitoring/cli.py
@@ -197,6 +198,7 @@ PAYLOAD = paths(
     # tests/
     tests/conftest.py
     tests/test_accuracy.py
+    tests/test_alert_rules.py
     tests/test_architecture.py
     tests/test_batch.py
     tests/test_batch_recommend.py
