@@ -18,16 +18,12 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from base_image import debootstrap_rootfs
 
-# ansible-playbook from the venv that runs the tests (requirements-dev.txt pins ansible).
-ANSIBLE_BIN = Path(sys.executable).parent
 GROUPS = ("tracking", "serving", "monitoring")
 # Character devices of major 1 a chroot needs (name: minor).
 DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}
@@ -97,49 +93,23 @@ def write_inventory(path: Path, rootfs: Path, hostvars: dict | None = None) -> P
     return path
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    seconds: float
-
-    @property
-    def recap(self) -> dict[str, dict[str, int]]:
-        """PLAY RECAP per host: {"host": {"ok": 12, "changed": 0, ...}}."""
-        return {
-            host: {key: int(value) for key, value in (pair.split("=") for pair in counts.split())}
-            for host, counts in RECAP.findall(self.output)
-        }
-
-    def changed_tasks(self) -> list[str]:
-        """The names of the tasks that reported `changed` (for a readable assertion)."""
-        tasks, task = [], None
-        for line in self.output.splitlines():
-            if line.startswith("TASK ["):
-                task = line[len("TASK [") :].split("]")[0]
-            elif line.startswith("changed:") and task:
-                tasks.append(task)
-        return tasks
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """ansible-playbook's PLAY RECAP per host: {"host": {"ok": 12, "changed": 0, ...}}."""
+    return {
+        host: {key: int(value) for key, value in (pair.split("=") for pair in counts.split())}
+        for host, counts in RECAP.findall(output)
+    }
 
 
-def playbook(
-    ansible_dir: Path,
-    name: str,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 1800,
-) -> Run:
-    """`ansible-playbook <name> <args>` from the project's ansible/ folder (its ansible.cfg)."""
-    started = time.monotonic()
-    result = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-playbook"), name, *args],
-        cwd=ansible_dir,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+def changed_tasks(output: str) -> list[str]:
+    """The names of the tasks that reported `changed` (for a readable assertion)."""
+    tasks, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK [") :].split("]")[0]
+        elif line.startswith("changed:") and task:
+            tasks.append(task)
+    return tasks
 
 
 def find_unit(rootfs: Path, unit: str) -> Path:

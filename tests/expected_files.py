@@ -267,7 +267,91 @@ KUBERNETES = paths(
     k8s/overlays/staging/kustomization.yaml
     """
 )
-ANSIBLE = paths("ansible/README.md")
+ANSIBLE = paths(
+    """
+    ansible/README.md
+    ansible/ansible.cfg
+    ansible/group_vars/all/project.yml
+    ansible/inventories/dev/group_vars/all/main.yml
+    ansible/inventories/dev/group_vars/all/secrets.yml
+    ansible/inventories/dev/hosts.yml
+    ansible/inventories/prod/group_vars/all/main.yml
+    ansible/inventories/prod/group_vars/all/secrets.yml
+    ansible/inventories/prod/hosts.yml
+    ansible/inventories/staging/group_vars/all/main.yml
+    ansible/inventories/staging/group_vars/all/secrets.yml
+    ansible/inventories/staging/hosts.yml
+    ansible/preflight.yml
+    ansible/roles/common/README.md
+    ansible/roles/common/defaults/main.yml
+    ansible/roles/common/handlers/main.yml
+    ansible/roles/common/meta/main.yml
+    ansible/roles/common/tasks/main.yml
+    ansible/roles/common/tasks/packages.yml
+    ansible/roles/common/tasks/unattended_upgrades.yml
+    ansible/roles/common/tasks/user.yml
+    ansible/roles/common/templates/20auto-upgrades.j2
+    ansible/roles/common/templates/52unattended-upgrades-local.j2
+    ansible/roles/mlflow_server/README.md
+    ansible/roles/mlflow_server/defaults/main.yml
+    ansible/roles/mlflow_server/handlers/main.yml
+    ansible/roles/mlflow_server/meta/main.yml
+    ansible/roles/mlflow_server/tasks/assert.yml
+    ansible/roles/mlflow_server/tasks/auth.yml
+    ansible/roles/mlflow_server/tasks/configure.yml
+    ansible/roles/mlflow_server/tasks/install.yml
+    ansible/roles/mlflow_server/tasks/main.yml
+    ansible/roles/mlflow_server/tasks/service.yml
+    ansible/roles/mlflow_server/tasks/verify_admin.yml
+    ansible/roles/mlflow_server/templates/basic_auth.ini.j2
+    ansible/roles/mlflow_server/templates/mlflow-auth-sync.j2
+    ansible/roles/mlflow_server/templates/mlflow-server.env.j2
+    ansible/roles/mlflow_server/templates/mlflow-server.service.j2
+    ansible/roles/monitoring/README.md
+    ansible/roles/monitoring/defaults/main.yml
+    ansible/roles/monitoring/handlers/main.yml
+    ansible/roles/monitoring/meta/main.yml
+    ansible/roles/monitoring/tasks/main.yml
+    ansible/roles/monitoring/templates/prometheus.default.j2
+    ansible/roles/monitoring/templates/prometheus.yml.j2
+    ansible/roles/postgresql/README.md
+    ansible/roles/postgresql/defaults/main.yml
+    ansible/roles/postgresql/handlers/main.yml
+    ansible/roles/postgresql/meta/main.yml
+    ansible/roles/postgresql/tasks/configure.yml
+    ansible/roles/postgresql/tasks/databases.yml
+    ansible/roles/postgresql/tasks/install.yml
+    ansible/roles/postgresql/tasks/main.yml
+    ansible/roles/postgresql/templates/50-ansible.conf.j2
+    ansible/roles/postgresql/templates/pg_hba.conf.j2
+    ansible/roles/postgresql/templates/pg_ident.conf.j2
+    ansible/roles/recsys_api/README.md
+    ansible/roles/recsys_api/defaults/main.yml
+    ansible/roles/recsys_api/handlers/main.yml
+    ansible/roles/recsys_api/meta/main.yml
+    ansible/roles/recsys_api/tasks/main.yml
+    ansible/roles/recsys_api/tasks/reload.yml
+    ansible/roles/recsys_api/templates/api.env.j2
+    ansible/roles/recsys_api/templates/api.service.j2
+    ansible/roles/recsys_api/templates/nginx-site.conf.j2
+    ansible/roles/retrain_timer/README.md
+    ansible/roles/retrain_timer/defaults/main.yml
+    ansible/roles/retrain_timer/handlers/main.yml
+    ansible/roles/retrain_timer/meta/main.yml
+    ansible/roles/retrain_timer/tasks/main.yml
+    ansible/roles/retrain_timer/tasks/rollback.yml
+    ansible/roles/retrain_timer/templates/job.service.j2
+    ansible/roles/retrain_timer/templates/job.timer.j2
+    ansible/roles/retrain_timer/templates/jobs.env.j2
+    ansible/roles/retrain_timer/templates/notify.env.j2
+    ansible/roles/retrain_timer/templates/notify.sh.j2
+    ansible/roles/retrain_timer/templates/notify@.service.j2
+    ansible/rollback.yml
+    ansible/serving.yml
+    ansible/site.yml
+    ansible/tracking.yml
+    """
+)
 LICENSE = paths("LICENSE")
 
 # Per option, per value: the files that value adds to PAYLOAD. Every choice of cookiecutter.json

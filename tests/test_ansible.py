@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_host import SECRETS, secret_values
-from conftest import bake, tool
+from conftest import bake, make, tool
 
 PLAYBOOKS = ("site.yml", "preflight.yml", "tracking.yml", "serving.yml", "rollback.yml")
 ROLES = ("common", "postgresql", "mlflow_server", "recsys_api", "monitoring", "retrain_timer")
 ROLE_FOLDERS = ("defaults", "handlers", "meta", "tasks", "templates")
-# A key that names a secret, and a value that is not a Jinja expression reading it from elsewhere.
-SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key)", re.IGNORECASE)
+# A key that holds a secret (`*_password`, `*_token`, not `*_password_encryption` or `*_token_file`).
+SECRET_KEY = re.compile(r"(password|passwd|secret|secret_key|token|api_key)s?$", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +97,10 @@ def literal_secrets(root: Path) -> list[str]:
 def test_no_secret_in_clear(project: Path, tmp_path: Path):
     ansible_dir = project / "ansible"
     assert literal_secrets(ansible_dir) == []
-    # detect-secrets (entropy and keyword plugins) agrees.
+    # detect-secrets agrees: no high-entropy string, no known credential format (its keyword
+    # plugin is the check above, which reads Jinja: it flags `'password': <a variable>`).
     scan = subprocess.run(
-        [tool("detect-secrets"), "scan", "--all-files", "."],
+        [tool("detect-secrets"), "scan", "--all-files", "--disable-plugin", "KeywordDetector", "."],
         cwd=ansible_dir,
         capture_output=True,
         text=True,
@@ -158,16 +159,13 @@ def test_a_missing_secret_stops_the_play_naming_it(project: Path, tmp_path: Path
     assert "TASK [common" not in result.stdout
 
 
+@pytest.mark.slow  # the first `uv tool run` of ansible installs it (then it is cached)
 def test_an_unknown_environment_stops_the_play_naming_it(project: Path):
-    result = subprocess.run(
-        ["make", "-n", "provision", "ENV=nope"], cwd=project, capture_output=True, text=True
-    )
-    command = result.stdout.strip()
-    assert "-i ansible/inventories/nope ansible/site.yml" in command
-    # ansible-playbook refuses the missing inventory (ansible.cfg: unparsed_is_failed).
-    run = ansible(project, "ansible-playbook", "-i", "inventories/nope", "site.yml")
-    assert run.returncode != 0
-    assert "inventories/nope" in run.stdout + run.stderr
+    result = make(project, "provision", "ENV=nope", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ansible/inventories/nope" in output
+    assert "TASK [" not in output
 
 
 def test_provision_needs_env(project: Path):
