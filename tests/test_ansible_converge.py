@@ -71,6 +71,7 @@ HOSTVARS = {
     "monitoring_api_targets": [f"127.0.0.1:{PORTS['nginx']}", f"127.0.0.1:{PORTS['broken_api']}"],
     "monitoring_scrape_interval": "5s",
     "monitoring_evaluation_interval": "5s",
+    "monitoring_scrape_timeout": "4s",
     "project_mlflow_tracking_uri": f"http://127.0.0.1:{PORTS['mlflow']}",
     # The throughput comparison runs from the loopback; the burst test comes from outside it.
     "recsys_api_rate_limit_exempt": ["127.0.0.1/32"],
@@ -201,6 +202,12 @@ def test_second_converge_changes_nothing(second_converge):
     counts = recap(second_converge.stdout)[HOST]
     assert counts["failed"] == 0
     assert counts["changed"] == 0, changed_tasks(second_converge.stdout)
+
+
+def test_provision_check_on_the_converged_host_reports_no_change(host: Host, second_converge):
+    result = host.provision("provision-check")
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert recap(result.stdout)[HOST]["changed"] == 0, changed_tasks(result.stdout)
 
 
 # --- The services, started as systemd would start them ----------------------------------------
