@@ -20,7 +20,7 @@ from conftest import bake, make, tool
 PLAYBOOKS = ("site.yml", "preflight.yml", "tracking.yml", "serving.yml", "rollback.yml")
 ROLES = ("common", "postgresql", "mlflow_server", "recsys_api", "monitoring", "retrain_timer")
 ROLE_FOLDERS = ("defaults", "handlers", "meta", "tasks", "templates")
-# A key that holds a secret (`*_password`, `*_token`, not `*_password_encryption` or `*_token_file`).
+# A key holding a secret (`*_password`, `*_token`; not `*_password_encryption`, `*_token_file`).
 SECRET_KEY = re.compile(r"(password|passwd|secret|secret_key|token|api_key)s?$", re.IGNORECASE)
 
 
