@@ -269,12 +269,20 @@ def isolated_env(home: Path, config_file: Path) -> dict[str, str]:
 
 
 # `make test` runs `pytest -n 2 --dist loadgroup`: each module on one worker, so its module
-# fixtures (a bake, a golden path) are made once; the image and contract tests share a worker
-# because they share one build of the images.
+# fixtures (a bake, a golden path, a converged host on fixed ports) are made once; the image and
+# contract tests share a worker because they share one build of the images.
 SHARED_WORKER = {"test_images.py": "images", "test_k8s_contract.py": "images"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Whole modules to a worker (SHARED_WORKER's pairs together). xdist's own loadgroup marks
+    its groups by editing `item._nodeid`, which pytest 9 no longer reads: every test would be
+    scheduled on its own and a module's fixtures made on both workers."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_WORKER.get(Path(module).name, module)
+
+    return ModuleScheduling(config, log)
