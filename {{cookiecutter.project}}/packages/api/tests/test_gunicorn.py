@@ -263,3 +263,96 @@ def test_slow_clients_get_no_thread_and_a_408(serve):
             except OSError:
                 answers.append(b"no answer")
     assert Counter(answers) == {b"HTTP/1.1 408 Request Timeout": 16}
+
+
+def post_events(base: str, batch: list[dict]) -> int | None:
+    """The status of one events POST; None when the connection broke (a killed worker)."""
+    request = urllib.request.Request(
+        f"{base}/v1/events",
+        data=json.dumps({"events": batch}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def workers_of(master: subprocess.Popen) -> list[int]:
+    """The pids whose parent is the gunicorn master."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master.pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find gunicorn's workers")
+def test_kill_9_of_workers_mid_events_loses_no_acknowledged_event(serve, tmp_path):
+    """4 clients post batches of 20 events, each with an event_id, while a worker is killed with
+    SIGKILL every 0.3 s (the master starts a new one); a batch without an answer is sent again as
+    it was. Every event answered 202 is in the log, and the readers count each event once."""
+    from {{ cookiecutter.package }}_core.feedback import read_feedback
+
+    log = tmp_path / "events.jsonl"
+    base, master = serve({"EVENTS_LOG": str(log)})
+    acknowledged: set[str] = set()
+    refused: list[int] = []
+    retries = Counter()
+    stop = threading.Event()
+
+    def shopper(n: int) -> None:
+        sent = 0
+        while not stop.is_set():
+            # The item id repeats the event id, so the readers' table shows which events it holds.
+            ids = [f"c{n}-b{sent}-e{j}" for j in range(20)]
+            batch = [
+                {"event_type": "click", "user_id": f"u{n}", "item_id": key,
+                 "model_version": "v1", "event_id": key}
+                for key in ids
+            ]  # fmt: skip
+            while True:
+                status = post_events(base, batch)
+                if status == 202:
+                    acknowledged.update(event["event_id"] for event in batch)
+                    break
+                if status is not None and status < 500:
+                    refused.append(status)
+                    break
+                retries[status] += 1
+                time.sleep(0.05)
+            sent += 1
+
+    clients = [threading.Thread(target=shopper, args=(n,), daemon=True) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    kills = 0
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        workers = workers_of(master)
+        if workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(workers[kills % len(workers)], signal.SIGKILL)
+                kills += 1
+    stop.set()
+    for thread in clients:
+        thread.join(timeout=60)
+    assert master.poll() is None, "the gunicorn master died"
+    assert refused == []
+    stored = read_feedback(log)
+    logged_ids = set(stored["item_id"])
+    lines = log.read_bytes().count(b"\n")
+    print(
+        f"kills {kills}, acknowledged {len(acknowledged)}, lines {lines}, distinct logged "
+        f"{len(logged_ids)}, retried posts {dict(retries)}"
+    )
+    assert kills >= 10 and len(acknowledged) > 0
+    assert acknowledged - logged_ids == set()  # nothing acknowledged is lost
+    assert len(stored) == len(logged_ids)  # a retried batch counts once
