@@ -29,10 +29,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible_host import (
     changed_tasks,
     chroot_host,
@@ -93,8 +94,7 @@ class Host:
     project: Path
     rootfs: Path
     inventory: Path
-    runs: list = field(default_factory=list)
-    logs: Path | None = None
+    logs: Path
 
     def provision(self, target: str = "provision", *args: str) -> subprocess.CompletedProcess:
         """`make provision` (the README's command) on the test's inventory: its one host and
@@ -185,7 +185,7 @@ def first_converge(host: Host):
 
 def test_first_converge_succeeds(first_converge):
     assert first_converge.returncode == 0, first_converge.stdout[-8000:]
-    assert f"{HOST}" in first_converge.stdout
+    assert HOST in first_converge.stdout
     assert "failed=0" in first_converge.stdout
 
 
@@ -348,7 +348,7 @@ def test_prometheus_scrapes_the_api_and_loads_the_projects_rules(host: Host, ser
     alerts_file = host.project / "monitoring" / "prometheus" / "alerts.yml"
     expected = {
         rule["alert"]
-        for group in __import__("yaml").safe_load(alerts_file.read_text())["groups"]
+        for group in yaml.safe_load(alerts_file.read_text())["groups"]
         for rule in group["rules"]
     }
     loaded = {
