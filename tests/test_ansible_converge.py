@@ -27,8 +27,6 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +44,8 @@ from ansible_host import (
 from base_image import require_tools
 from conftest import TEMPLATE_ROOT, make
 from cookiecutter.main import cookiecutter
+from image_fixtures import request as http_request
+from image_fixtures import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +108,9 @@ class Host:
         return f"http://127.0.0.1:{PORTS[service]}{path}"
 
 
-def request(url, method="GET", body=None, user=None, password=None, headers=None, timeout=30):
-    """(status, parsed JSON or text) of one HTTP request; HTTP errors are answers too."""
+def request(url, body=None, user=None, password=None, headers=None, timeout=30):
+    """(status, parsed JSON or text) of a GET, or of a POST of `body` (JSON; bytes as they
+    are), with basic auth when `user` is given; HTTP errors are answers too."""
     headers = dict(headers or {})
     if user:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -118,30 +119,12 @@ def request(url, method="GET", body=None, user=None, password=None, headers=None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, text = error.code, error.read().decode(errors="replace")
+    status, raw = http_request(url, data=data, headers=headers, timeout=timeout)
+    text = raw.decode(errors="replace")
     try:
         return status, json.loads(text)
     except ValueError:
         return status, text
-
-
-def wait_for(url, status=200, timeout=120, **kwargs):
-    deadline = time.monotonic() + timeout
-    answer = None
-    while time.monotonic() < deadline:
-        try:
-            answer = request(url, timeout=5, **kwargs)
-            if answer[0] == status:
-                return answer
-        except OSError as error:
-            answer = (None, str(error))
-        time.sleep(1)
-    raise AssertionError(f"{url} did not answer {status} within {timeout} s: {answer}")
 
 
 def mlflow_env() -> dict[str, str]:
@@ -220,7 +203,7 @@ def services(host: Host, second_converge):
     assert second_converge.returncode == 0, "the second converge failed"
     started = {}
     started["mlflow"] = start_unit(host.rootfs, MLFLOW_UNIT, log=host.logs / "mlflow.log")
-    wait_for(host.url("mlflow", "/health"), timeout=180)
+    wait_for(host.url("mlflow", "/health"), started["mlflow"], host.logs / "mlflow.log", 180)
     started["prometheus"] = start_unit(
         host.rootfs, "prometheus.service", log=host.logs / "prometheus.log"
     )
@@ -234,8 +217,9 @@ def services(host: Host, second_converge):
     pipeline = make(host.project, "data", "pipeline", env=mlflow_env())
     started["api"] = start_unit(host.rootfs, API_UNIT, log=host.logs / "api.log")
     started["nginx"] = start_unit(host.rootfs, "nginx.service", log=host.logs / "nginx.log")
-    wait_for(host.url("nginx", "/readyz"), timeout=180)
-    return {"processes": started, "pipeline": pipeline, "provoked_at": provoked_at}
+    # nginx forks into the background: the API is what takes its time (and may fail).
+    wait_for(host.url("nginx", "/readyz"), started["api"], host.logs / "api.log", 180)
+    return {"pipeline": pipeline, "provoked_at": provoked_at}
 
 
 def psql(user: str, password: str, database: str) -> subprocess.CompletedProcess:
@@ -266,15 +250,15 @@ def test_mlflow_refuses_anonymous_writes_and_the_api_user_only_reads(host: Host,
     create = host.url("mlflow", "/api/2.0/mlflow/registered-models/create")
     assert request(host.url("mlflow", "/health"))[0] == 200  # open, for probes
     assert request(search)[0] == 401
-    assert request(create, "POST", {"name": "anonymous-model"})[0] == 401
+    assert request(create, {"name": "anonymous-model"})[0] == 401
     api = {"user": API_USER, "password": SECRETS["MLFLOW_API_PASSWORD"]}
     status, found = request(search, **api)
     assert status == 200
     assert PROJECT in [model["name"] for model in found["registered_models"]]
     alias = host.url("mlflow", "/api/2.0/mlflow/registered-models/alias")
-    assert request(alias, "POST", {"name": PROJECT, "alias": "x", "version": "1"}, **api)[0] == 403
+    assert request(alias, {"name": PROJECT, "alias": "x", "version": "1"}, **api)[0] == 403
     new_version = host.url("mlflow", "/api/2.0/mlflow/model-versions/create")
-    assert request(new_version, "POST", {"name": PROJECT, "source": "/tmp/x"}, **api)[0] == 403
+    assert request(new_version, {"name": PROJECT, "source": "/tmp/x"}, **api)[0] == 403
     wrong = {"user": CI_USER, "password": "not-the-password"}
     assert request(search, **wrong)[0] == 401
 
@@ -306,7 +290,7 @@ def test_the_api_behind_nginx_serves_the_champion(host: Host, services):
 
 def test_nginx_refuses_an_oversized_body(host: Host, services):
     body = json.dumps({"user_id": "u00042", "session_items": ["x" * 100] * 20_000}).encode()
-    status, _ = request(host.url("nginx", "/v1/recommendations"), "POST", body)
+    status, _ = request(host.url("nginx", "/v1/recommendations"), body)
     assert status == 413
 
 
@@ -367,7 +351,7 @@ def second_champion(host: Host, services):
     """A second week of events retrained into v2, the new champion, served by the API."""
     make(host.project, "next-week", "retrain", env=mlflow_env())
     token = {"Authorization": f"Bearer {SECRETS['API_ADMIN_TOKEN']}"}
-    request(host.url("api", "/v1/admin/reload"), "POST", {}, headers=token)
+    request(host.url("api", "/v1/admin/reload"), {}, headers=token)
     wait_model(host, "2")
 
 
