@@ -87,8 +87,11 @@ def stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout=5.0):
-    """(status, body) of a GET, or of a POST when `data` is given; HTTP errors are answers."""
+def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout=30.0):
+    """(status, body) of a GET, or of a POST when `data` is given; HTTP errors are answers.
+
+    The timeout is generous: on two loaded cores a server's first logged-in answer has taken
+    over 5 s (MLflow hashing the password while a converge ran beside it)."""
     call = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(call, timeout=timeout) as response:

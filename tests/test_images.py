@@ -301,7 +301,7 @@ def test_jobs_image_runs_the_mlflow_server_with_basic_auth(
         assert request(search)[0] == 401
         token = base64.b64encode(f"admin:{password}".encode()).decode()
         login = {"Authorization": f"Basic {token}"}
-        assert request(search, headers=login, timeout=10)[0] == 200
+        assert request(search, headers=login)[0] == 200
 
 
 # --- the API image serving the jobs image's model ---------------------------------------------
