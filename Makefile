@@ -9,6 +9,12 @@ PROJECT := shop-recommender
 
 setup: $(VENV)/.installed
 
+# gitlab-ci-local runs a bake's .gitlab-ci.yml jobs on this machine (tests/test_ci_gitlab.py):
+# npm's package, 4.52 being the last release that runs on Node 20 (newer ones need Node 22).
+GITLAB_CI_LOCAL := .tools/node/node_modules/.bin/gitlab-ci-local
+$(GITLAB_CI_LOCAL):
+	npm install --prefix .tools/node --no-audit --no-fund --silent gitlab-ci-local@4.52.0
+
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -22,11 +28,11 @@ demo: setup
 	$(MAKE) -C $(BUILD)/$(PROJECT) setup demo
 
 # The template's whole test suite: every option bakes, the default bake runs for real.
-test: setup
+test: setup $(GITLAB_CI_LOCAL)
 	$(BIN)/pytest tests -n 2 --dist loadgroup --durations=30
 
 # The fast tier (no end-to-end runs of the baked project); well under a minute.
-test-fast: setup
+test-fast: setup $(GITLAB_CI_LOCAL)
 	$(BIN)/pytest tests -m "not slow"
 
 lint: setup
