@@ -26,7 +26,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.shared import (
@@ -89,11 +89,10 @@ class Snapshot:
         return histogram_quantile(0.99, self.buckets)
 
 
-_Key = TypeVar("_Key")
-
-
+# Any key: buckets are keyed by bound (float), events by (event type, version). A TypeVar would
+# be exact, but ruff wants `def f[K]` syntax on Python 3.12+ and 3.11 has none.
 def _combine_counts(
-    mine: dict[_Key, float], theirs: dict[_Key, float], into: dict[_Key, float], sign: int
+    mine: dict[Any, float], theirs: dict[Any, float], into: dict[Any, float], sign: int
 ) -> None:
     """`into[key] = mine[key] + sign * theirs[key]` for every key of either (missing: 0)."""
     for key in mine.keys() | theirs.keys():
