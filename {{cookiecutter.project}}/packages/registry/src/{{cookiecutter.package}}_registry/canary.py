@@ -73,12 +73,8 @@ class Snapshot:
         out = Snapshot(self.versions | other.versions)
         out.requests = self.requests + sign * other.requests
         out.errors = self.errors + sign * other.errors
-        for mine, theirs, into in (
-            (self.buckets, other.buckets, out.buckets),
-            (self.events, other.events, out.events),
-        ):
-            for key in mine.keys() | theirs.keys():
-                into[key] = mine.get(key, 0.0) + sign * theirs.get(key, 0.0)
+        _combine_counts(self.buckets, other.buckets, out.buckets, sign)
+        _combine_counts(self.events, other.events, out.events, sign)
         return out
 
     @property
@@ -91,6 +87,16 @@ class Snapshot:
 
     def p99(self) -> float | None:
         return histogram_quantile(0.99, self.buckets)
+
+
+# Any key: buckets are keyed by bound (float), events by (event type, version). A TypeVar would
+# be exact, but ruff wants `def f[K]` syntax on Python 3.12+ and 3.11 has none.
+def _combine_counts(
+    mine: dict[Any, float], theirs: dict[Any, float], into: dict[Any, float], sign: int
+) -> None:
+    """`into[key] = mine[key] + sign * theirs[key]` for every key of either (missing: 0)."""
+    for key in mine.keys() | theirs.keys():
+        into[key] = mine.get(key, 0.0) + sign * theirs.get(key, 0.0)
 
 
 # --- The Prometheus text format -----------------------------------------------------------------
@@ -269,7 +275,7 @@ def _errors(stable: Snapshot, canary: Snapshot, limits: Thresholds) -> dict[str,
 
 def _latency(stable: Snapshot, canary: Snapshot, limits: Thresholds) -> dict[str, Any]:
     name = "p99 latency"
-    counts = [s.buckets.get(math.inf, 0.0) for s in (stable, canary)]
+    counts = stable.buckets.get(math.inf, 0.0), canary.buckets.get(math.inf, 0.0)
     low = _too_little("timed requests", *counts, limits.min_requests)
     if low:
         return _criterion(name, HOLD, low)
