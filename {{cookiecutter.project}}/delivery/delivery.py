@@ -222,10 +222,12 @@ def model_report(args: argparse.Namespace) -> int:
 
 def api(method: str, url: str, headers: dict[str, str], body: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
+    if not url.startswith(("https://", "http://")):  # urlopen also reads file:// (bandit B310)
+        raise BadInput(f"{url!r}: the forge's API URL must be http(s)")
     call = urllib.request.Request(url, data=data, method=method, headers=headers)
     call.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(call, timeout=30) as response:
+        with urllib.request.urlopen(call, timeout=30) as response:  # nosec B310
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         detail = error.read()[:300].decode(errors="replace")
