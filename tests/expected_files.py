@@ -66,6 +66,10 @@ PAYLOAD = paths(
     benchmarks/test_harness.py
     benchmarks/test_help.py
 
+    # delivery/
+    delivery/README.md
+    delivery/delivery.py
+
     # examples/
     examples/online_retail.params.yaml
 
@@ -204,6 +208,7 @@ PAYLOAD = paths(
     tests/test_batch_recommend.py
     tests/test_canary.py
     tests/test_cli.py
+    tests/test_delivery.py
     tests/test_drift.py
     tests/test_dvc_pipeline.py
     tests/test_makefile.py
