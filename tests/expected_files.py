@@ -224,7 +224,16 @@ PAYLOAD = paths(
 ANSWERS = paths(".cookiecutter.json")
 
 NO_FILES = paths("")
-GITHUB = paths(".github/workflows/ci.yml")
+GITHUB = paths(
+    """
+    .github/actions/credentials/action.yml
+    .github/workflows/code-ci.yml
+    .github/workflows/deploy.yml
+    .github/workflows/model-ci.yml
+    .github/workflows/rollback.yml
+    .github/workflows/schedules.yml
+    """
+)
 GITLAB = paths(".gitlab-ci.yml")
 # The Kubernetes and Ansible modules (vendored from k8s/ and ansible/, plus whatever the payload
 # renders into the project's k8s/ and ansible/ folders).
