@@ -246,8 +246,6 @@ CI_TARGETS = {
     *("scheduled", "batch-recommend", "image-push", "deploy", "smoke", "loadtest", "drift"),
     "deploy-rollback",
 }
-# Targets the Makefile defines only when the project has a deploy module.
-DEPLOY_ONLY_TARGETS = {"deploy", "deploy-rollback"}
 # Shell lines of a GitHub step that are CI plumbing rather than work, each for a reason: the
 # image digests that `make image-push` writes, handed to the deploy jobs as job outputs. (The
 # other plumbing, the deploy credentials, is the composite action .github/actions/credentials.)
@@ -407,10 +405,6 @@ def test_every_ci_step_is_a_make_target_of_the_project(baked: Bake):
     targets = sorted({t for command in work for t in make_targets(command)})
     assert sorted(CI_TARGETS - set(targets)) == [], "the pipeline shape misses these targets"
     missing = set(targets) - makefile_targets(baked.path)
-    if baked.config["deploy_target"] == "none":
-        # No deploy module, no deploy targets (the Makefile defines them with a module): the
-        # deploy jobs' calls stay, inert until the user adds a module and its credentials.
-        missing -= DEPLOY_ONLY_TARGETS
     assert sorted(missing) == [], "not targets of the project's Makefile"
 
 

@@ -342,7 +342,7 @@ def rollout(env: str) -> int:
 
 
 def deploy(args: argparse.Namespace) -> int:
-    if args.with_ == "ansible":
+    if deploy_module(args) == "ansible":
         return make("provision", f"ENV={args.env}")
     images = pushed_images(args)
     if images:
@@ -361,7 +361,7 @@ def deploy(args: argparse.Namespace) -> int:
 
 def deploy_rollback(args: argparse.Namespace) -> int:
     to = [f"TO={args.to}"] if args.to else []
-    if args.with_ == "ansible":
+    if deploy_module(args) == "ansible":
         return make("provision-rollback", f"ENV={args.env}", f"REASON={args.reason}", *to)
     # The registry first (recorded like `make rollback`), then the overlay follows its champion.
     if code := make("rollback", f"REASON={args.reason}", *to):
@@ -376,8 +376,17 @@ def deploy_rollback(args: argparse.Namespace) -> int:
     return rollout(args.env)
 
 
-def default_target() -> str:
-    return "kubernetes" if (ROOT / "k8s").is_dir() else "ansible"
+def deploy_module(args: argparse.Namespace) -> str:
+    """`--with`, else the project's one deploy module (kubernetes when it has both)."""
+    if args.with_:
+        return args.with_
+    for module, folder in (("kubernetes", "k8s"), ("ansible", "ansible")):
+        if (ROOT / folder).is_dir():
+            return module
+    raise BadInput(
+        "this project has no deploy module (it was generated with deploy_target=none): "
+        "regenerate with kubernetes or ansible, or deploy by your own means"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -417,7 +426,7 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--env", required=True, choices=("dev", "staging", "prod"))
         command.add_argument(
-            "--with", dest="with_", choices=("kubernetes", "ansible"), default=default_target()
+            "--with", dest="with_", choices=("kubernetes", "ansible"), help="the deploy module"
         )
         command.set_defaults(run=run)
     deploy_parser = commands.choices["deploy"]
