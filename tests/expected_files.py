@@ -66,6 +66,10 @@ PAYLOAD = paths(
     benchmarks/test_harness.py
     benchmarks/test_help.py
 
+    # delivery/
+    delivery/README.md
+    delivery/delivery.py
+
     # examples/
     examples/online_retail.params.yaml
 
@@ -204,6 +208,7 @@ PAYLOAD = paths(
     tests/test_batch_recommend.py
     tests/test_canary.py
     tests/test_cli.py
+    tests/test_delivery.py
     tests/test_drift.py
     tests/test_dvc_pipeline.py
     tests/test_makefile.py
@@ -219,7 +224,16 @@ PAYLOAD = paths(
 ANSWERS = paths(".cookiecutter.json")
 
 NO_FILES = paths("")
-GITHUB = paths(".github/workflows/ci.yml")
+GITHUB = paths(
+    """
+    .github/actions/credentials/action.yml
+    .github/workflows/code-ci.yml
+    .github/workflows/deploy.yml
+    .github/workflows/model-ci.yml
+    .github/workflows/rollback.yml
+    .github/workflows/schedules.yml
+    """
+)
 GITLAB = paths(".gitlab-ci.yml")
 # The Kubernetes and Ansible modules (vendored from k8s/ and ansible/, plus whatever the payload
 # renders into the project's k8s/ and ansible/ folders).

@@ -26,6 +26,7 @@ from conftest import (
     answers_for,
     bake,
     file_sources,
+    make,
     public_answers,
     run,
     tool,
@@ -39,7 +40,7 @@ RESIDUE = re.compile(rf"(?<!\$)\{{\{{|\{{%|{TEMPLATE_VARIABLE.pattern}")
 # A payload file that wraps foreign `{{ }}` (Ansible, Prometheus, Grafana) in `{% raw %}`.
 RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}")
 
-CI_FILES = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
+CI_FILES = {"github": ".github/workflows", "gitlab": ".gitlab-ci.yml"}
 CI_SCHEMAS = {"github": "vendor.github-workflows", "gitlab": "vendor.gitlab-ci"}
 LICENSE_MARKERS = {"MIT": "MIT License", "Apache-2.0": "Apache License"}
 
@@ -237,21 +238,60 @@ def test_project_name_drives_every_derived_name(tmp_path: Path, cookiecutter_con
 
 # --- The vendored CI definition --------------------------------------------------------------
 
+# The targets of the pipeline shape that both providers share (ci/README.md): code CI, model CI,
+# the schedules, the deploys with their checks, the rollback.
+CI_TARGETS = {
+    *("setup", "lint", "typecheck", "test-package", "wheels", "image-api", "image-jobs"),
+    *("security", "deps-audit", "data-pull", "pipeline", "model-report", "pr-comment"),
+    *("scheduled", "batch-recommend", "image-push", "deploy", "smoke", "loadtest", "drift"),
+    "deploy-rollback",
+}
+# Shell lines of a GitHub step that are CI plumbing rather than work, each for a reason: the
+# image digests that `make image-push` writes, handed to the deploy jobs as job outputs. (The
+# other plumbing, the deploy credentials, is the composite action .github/actions/credentials.)
+CI_PLUMBING = {'cat dist/images.env >> "$GITHUB_OUTPUT"'}
+# The value a dry run gives a variable whose CI value is the CI's own (`"$API_URL"`,
+# `$CI_REGISTRY_IMAGE`): a plausible one.
+DRY_RUN_VALUES = {
+    "URL": "https://api.example.test",
+    "API_IMAGE": "registry.example.test/shop/api@sha256:" + "1" * 64,
+    "JOBS_IMAGE": "registry.example.test/shop/jobs@sha256:" + "2" * 64,
+    "IMAGE_REGISTRY": "registry.example.test/shop",
+    "BASE": "origin/main",
+    "REASON": "a dry run's reason",
+    "TO": "3",
+    "ENV": "staging",
+    "JOB": "retrain",
+    "PACKAGE": "core",
+    "WITH": "kubernetes",
+}
+# Variables that name a choice: the dry run swaps in another valid value (a sentinel would be
+# refused before the variable is used).
+DRY_RUN_CHOICES = {
+    "ENV": ("dev", "staging", "prod"),
+    "JOB": ("retrain", "monitor"),
+    "PACKAGE": ("api", "core", "training"),
+    "WITH": ("kubernetes", "ansible"),
+}
 
-def ci_definition(baked: Bake) -> tuple[str, Path]:
+
+def ci_definition(baked: Bake) -> tuple[str, list[Path]]:
+    """The provider and its CI files (GitHub: every workflow; GitLab: the one pipeline file)."""
     provider = baked.config["ci_provider"]
     if provider not in CI_FILES:
         pytest.skip(f"ci_provider={provider} vendors no CI definition")
-    return provider, baked.path / CI_FILES[provider]
+    place = baked.path / CI_FILES[provider]
+    return provider, sorted(place.glob("*.yml")) if place.is_dir() else [place]
 
 
 def ci_commands(provider: str, document: dict) -> list[str]:
-    """The shell commands of the steps that do the work (GitLab's before_script installs make)."""
+    """The shell commands of the steps that do the work (GitLab's before_script installs make;
+    a GitHub job that calls another workflow has no steps of its own)."""
     if provider == "github":
         return [
             step["run"]
             for job in document["jobs"].values()
-            for step in job["steps"]
+            for step in job.get("steps", [])
             if "run" in step
         ]
     return [
@@ -262,31 +302,127 @@ def ci_commands(provider: str, document: dict) -> list[str]:
     ]
 
 
-def make_targets(command: str) -> list[str]:
-    """Targets of every `make` call in a shell command (options and VAR=value aside)."""
-    targets = []
+def make_calls(command: str) -> list[tuple[list[str], dict[str, str]]]:
+    """Every `make` call in a shell command: its targets and its VAR=value arguments (quotes
+    removed, so `URL="$API_URL"` gives `$API_URL`); options aside."""
+    calls = []
     for segment in re.split(r"&&|\|\||;|\n", command):
         words = shlex.split(segment)
         if words[:1] == ["make"]:
-            targets += [w for w in words[1:] if not w.startswith("-") and "=" not in w]
-    return targets
+            arguments = [w for w in words[1:] if not w.startswith("-")]
+            variables = dict(w.split("=", 1) for w in arguments if "=" in w)
+            calls.append(([w for w in arguments if "=" not in w], variables))
+    return calls
+
+
+def make_targets(command: str) -> list[str]:
+    """Targets of every `make` call in a shell command (options and VAR=value aside)."""
+    return [target for targets, _ in make_calls(command) for target in targets]
+
+
+def all_ci_commands(provider: str, paths: list[Path]) -> list[str]:
+    return [
+        command
+        for path in paths
+        for command in ci_commands(provider, yaml.load(path.read_text(), Loader=_AnyTagLoader))
+    ]
+
+
+def makefile_targets(project: Path) -> set[str]:
+    """The targets the project's Makefile defines, from make's own database (`make -pq`): a
+    target whose recipe needs a variable (`make -n deploy` without ENV= stops at an $(error))
+    is still a target."""
+    database = run(["make", "-pq", "--no-print-directory"], cwd=project, check=False).stdout
+    lines = database.splitlines()
+    # A file make knows of without a rule for it is printed after a "# Not a target:" line.
+    return {
+        rule.group(1)
+        for previous, line in zip(["", *lines], lines, strict=False)
+        if not previous.startswith("# Not a target")
+        and (rule := re.match(r"([A-Za-z0-9][\w./%-]*):(?!=)", line))
+    }
+
+
+def exported_variables(project: Path) -> set[str]:
+    """Variables the Makefile exports: its commands read them from the environment, so a dry
+    run's text need not show them (`make setup UV_PYTHON_DOWNLOADS=automatic`)."""
+    text = (project / "Makefile").read_text()
+    return set(re.findall(r"^export\s+([A-Z_][A-Z0-9_]*)", text, flags=re.MULTILINE))
+
+
+def dry_run_value(variable: str, value: str) -> str:
+    """The CI's value, or a plausible one when the CI computes it (`$X`, `${{ }}`)."""
+    if "$" not in value:
+        return value
+    if variable not in DRY_RUN_VALUES:
+        pytest.fail(f"give {variable} a value in DRY_RUN_VALUES (its CI value is {value!r})")
+    return DRY_RUN_VALUES[variable]
+
+
+def unread_variables(project: Path, targets: list[str], variables: dict[str, str]) -> list[str]:
+    """The variables of one `make` call that its targets do not read, and the call's failures.
+
+    A variable is read when changing it changes what `make -n` would run (a sentinel for a
+    free value, another valid value for a choice such as ENV=), or when the Makefile exports it.
+    `make -n` prints every recipe line with the variables expanded and runs only the lines that
+    call $(MAKE), themselves as dry runs, so a variable passed on to a sub-make counts too.
+    """
+    values = {name: dry_run_value(name, value) for name, value in variables.items()}
+
+    def dry_run(assignments: dict[str, str]):
+        arguments = [f"{name}={value}" for name, value in assignments.items()]
+        return make(project, "-n", *targets, *arguments, check=False)
+
+    call = f"make {' '.join(targets)} " + " ".join(f"{k}={v}" for k, v in variables.items())
+    base = dry_run(values)
+    if base.returncode != 0:
+        return [f"`{call}`: the dry run fails:\n{base.stdout[-1500:]}{base.stderr[-1500:]}"]
+    exported, unread = exported_variables(project), []
+    for name, value in values.items():
+        choices = DRY_RUN_CHOICES.get(name)
+        other = next(c for c in choices if c != value) if choices else f"ci-sentinel-{name}"
+        changed = dry_run({**values, name: other})
+        if name not in exported and changed.stdout + changed.stderr == base.stdout + base.stderr:
+            unread.append(f"`{call}`: {' '.join(targets)} does not read {name}")
+    return unread
 
 
 def test_ci_definition_validates_against_its_schema(baked: Bake):
-    provider, path = ci_definition(baked)
+    provider, paths = ci_definition(baked)
+    assert paths, f"no CI file at {CI_FILES[provider]}"
     run(
-        [tool("check-jsonschema"), "--builtin-schema", CI_SCHEMAS[provider], str(path)],
+        [tool("check-jsonschema"), "--builtin-schema", CI_SCHEMAS[provider], *map(str, paths)],
         cwd=baked.path,
     )
 
 
 def test_every_ci_step_is_a_make_target_of_the_project(baked: Bake):
-    provider, path = ci_definition(baked)
-    commands = ci_commands(provider, yaml.safe_load(path.read_text()))
+    provider, paths = ci_definition(baked)
+    commands = all_ci_commands(provider, paths)
     assert commands, "the CI definition runs nothing"
-    assert [c for c in commands if not c.strip().startswith("make ")] == []
-    targets = sorted({t for command in commands for t in make_targets(command)})
-    assert {"setup", "lint", "test", "data", "pipeline"} <= set(targets)
-    for target in targets:
-        result = run(["make", "-n", target], cwd=baked.path, check=False)
-        assert result.returncode == 0, f"`make {target}` is not a target: {result.stderr}"
+    work = [c for c in commands if c.strip() not in CI_PLUMBING]
+    assert [c for c in work if not c.strip().startswith("make ")] == []
+    targets = sorted({t for command in work for t in make_targets(command)})
+    assert sorted(CI_TARGETS - set(targets)) == [], "the pipeline shape misses these targets"
+    missing = set(targets) - makefile_targets(baked.path)
+    assert sorted(missing) == [], "not targets of the project's Makefile"
+
+
+def test_every_variable_ci_passes_to_make_is_read_by_its_target(baked: Bake):
+    """`make deploy ENV=dev API_IMAGE=...`: deploy reads ENV and API_IMAGE (a dry run shows)."""
+    provider, paths = ci_definition(baked)
+    if baked.config["deploy_target"] != "kubernetes+ansible":
+        pytest.skip("checked on the bake with both deploy modules, where every target runs")
+    calls = {
+        (tuple(targets), tuple(sorted(variables.items())))
+        for command in all_ci_commands(provider, paths)
+        for targets, variables in make_calls(command)
+        if variables
+    }
+    assert calls, "no make call passes a variable"
+    unread = [
+        problem
+        for targets, variables in sorted(calls)
+        for problem in unread_variables(baked.path, list(targets), dict(variables))
+    ]
+    assert unread == []

@@ -5,6 +5,9 @@ failing gate that leaves the champion alone. Slow: it installs and trains.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -21,9 +24,13 @@ def project(default_project) -> Path:
 
 
 def test_generated_project_tests_pass(project):
-    result = make(project, "lint", "test")
+    # `make ci` is what code CI runs on a pull request (lint, typecheck, the fast tests,
+    # security, wheels); `make test` adds the slow tests.
+    result = make(project, "ci", "test")
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+    assert "Success: no issues found" in result.stdout  # mypy
+    assert list((project / "dist" / "wheels").glob("*.whl"))
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +56,32 @@ def test_golden_path_serves_load_tests_checks_drift_and_audits(golden_path):
     assert "verdict: NO_DRIFT" in output  # a fresh week of the same shop
     assert "== shop-recommender v1 (champion) ==" in output
     assert "TIMELINE" in output
+
+
+def test_smoke_checks_a_running_api_at_its_url(project, golden_path):
+    """`make smoke URL=` as every deploy job runs it, against a server it did not start."""
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "serve"], cwd=project, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        result = make(project, "smoke", f"URL=http://127.0.0.1:{port}")
+        assert "serves model version 1" in result.stdout
+        assert "(personalized)" in result.stdout and "SLO met" in result.stdout + result.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    # Nothing answers there now: a clear error, not a hang.
+    failed = make(project, "smoke", f"URL=http://127.0.0.1:{port}", "READY_WITHIN=3", check=False)
+    assert failed.returncode != 0 and "did not get ready" in failed.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_second_repro_is_a_no_op(project, golden_path):

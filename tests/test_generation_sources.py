@@ -23,7 +23,7 @@ from conftest import (
 )
 from cookiecutter.repository import is_repo_url
 
-VENDORED = (".github/workflows/ci.yml", "k8s/README.md", "ansible/README.md")
+VENDORED = (".github/workflows/code-ci.yml", "k8s/README.md", "ansible/README.md")
 PROJECT = answers_for({})["project"]
 # Appended to a module file in the temporary template repository, to prove that a bake took its
 # modules from the checkout it was given and not from this working tree.

@@ -729,3 +729,108 @@ def test_make_model_pin_reads_its_arguments_from_the_command_line_only(pin_proje
         assert result.returncode == 2, result.stdout
         assert "give ENV=" in result.stderr or "VERSION must be" in result.stderr
     assert overlay.read_bytes() == before
+
+
+# --- image-pin and make deploy -----------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+API_REF = f"ghcr.io/acme/shop-recommender-api@{DIGEST}"
+JOBS_REF = f"ghcr.io/acme/shop-recommender-jobs@{'sha256:' + 'cd' * 32}"
+
+
+def image_of(objects: list[dict], kind: str, name: str) -> str:
+    return containers(pod_templates([find(objects, kind, name)])[0][1])[0]["image"]
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_image_pin_points_the_overlay_at_the_pushed_digests(pin_project, env):
+    overlay = pin_project / "k8s/overlays" / env / "kustomization.yaml"
+    before = overlay.read_text()
+    result = run([sys.executable, "k8s/manifests.py", "image-pin", "--env", env,
+                  f"--image=shop-recommender-api={API_REF}",
+                  f"--image=shop-recommender-jobs={JOBS_REF}"], cwd=pin_project)  # fmt: skip
+    assert API_REF in result.stdout
+    rendered = documents_from(kustomize(overlay.parent))
+    assert image_of(rendered, "Deployment", "api") == API_REF
+    assert image_of(rendered, "CronJob", "retrain") == JOBS_REF
+    # Only the two entries' fields changed: comments and everything else stay.
+    lines = changed_lines(before, overlay.read_text())
+    changed = {line[1:].split(":")[0].strip() for line in lines}
+    assert changed <= {"newName", "newTag", "digest"}
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "shop-recommender-api=ghcr.io/acme/shop-recommender-api:1.0",  # a tag moves: not a digest
+        "shop-recommender-api=ghcr.io/acme/api@sha256:abc",
+        "shop-recommender-api=",
+        "nope=" + API_REF,
+    ],
+)
+def test_image_pin_refuses_bad_references_and_changes_nothing(pin_project, image):
+    k8s = pin_project / "k8s"
+    before = {path: path.read_bytes() for path in k8s.rglob("*") if path.is_file()}
+    # The good pin first: a bad one after it must still leave the file as it was.
+    result = run([sys.executable, "k8s/manifests.py", "image-pin", "--env", "staging",
+                  f"--image=shop-recommender-jobs={JOBS_REF}", f"--image={image}"],
+                 cwd=pin_project, check=False)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "ERROR" in result.stderr or "error" in result.stderr
+    assert {path: path.read_bytes() for path in k8s.rglob("*") if path.is_file()} == before
+
+
+@pytest.fixture
+def fake_kubectl(pin_project: Path, project: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """A `kubectl` first on PATH: `kustomize` runs the real one, `apply` keeps what it was given
+    (there is no cluster here), every call is logged."""
+    shutil.copytree(project / "delivery", pin_project / "delivery")
+    bin_dir = tmp_path_factory.mktemp("bin")
+    script = bin_dir / "kubectl"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "$KUBECTL_LOG"\n'
+        f'if [ "$1" = kustomize ]; then exec {shutil.which("kubectl")} "$@"; fi\n'
+        'if [ "$1" = apply ]; then cat > "$APPLIED"; exit "${APPLY_EXIT:-0}"; fi\n'
+    )
+    script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "KUBECTL_LOG": str(pin_project / "kubectl.log"),
+           "APPLIED": str(pin_project / "applied.yaml")}  # fmt: skip
+    return pin_project, env
+
+
+def deploy(folder: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "delivery/delivery.py", "deploy", "--with", "kubernetes", *args]
+    return run(command, cwd=folder, env=env, check=False)
+
+
+def test_deploy_applies_the_overlay_with_the_pushed_images_and_model(fake_kubectl):
+    folder, env = fake_kubectl
+    (folder / "dist").mkdir()
+    (folder / "dist/images.env").write_text(f"API_IMAGE={API_REF}\nJOBS_IMAGE={JOBS_REF}\n")
+    result = deploy(folder, env, "--env", "staging", "--model-version", "7")
+    assert result.returncode == 0, result.stdout + result.stderr
+    applied = documents_from((folder / "applied.yaml").read_text())
+    assert image_of(applied, "Deployment", "api") == API_REF
+    assert image_of(applied, "CronJob", "drift") == JOBS_REF
+    settings = next(o for o in applied if o["metadata"]["name"].startswith("settings-"))
+    assert settings["data"]["MODEL_URI"] == "models:/shop-recommender/7"
+    calls = (folder / "kubectl.log").read_text().splitlines()
+    assert calls[-1] == "-n shop-recommender rollout status deployment/api --timeout=10m"
+
+
+def test_a_failed_apply_fails_the_deploy_and_waits_for_nothing(fake_kubectl):
+    folder, env = fake_kubectl
+    result = deploy(folder, {**env, "APPLY_EXIT": "1"}, "--env", "dev")
+    assert result.returncode != 0
+    assert "rollout" not in (folder / "kubectl.log").read_text()
+
+
+def test_deploy_with_a_tag_instead_of_a_digest_changes_and_applies_nothing(fake_kubectl):
+    folder, env = fake_kubectl
+    overlay = folder / "k8s/overlays/prod/kustomization.yaml"
+    before = overlay.read_bytes()
+    result = deploy(folder, env, "--env", "prod", "--api-image", "ghcr.io/acme/api:latest")
+    assert result.returncode == 2 and "sha256" in result.stderr
+    assert overlay.read_bytes() == before and not (folder / "applied.yaml").exists()

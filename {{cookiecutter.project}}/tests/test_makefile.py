@@ -44,5 +44,17 @@ def test_make_n_prints_the_command_a_target_runs():
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert printed.split("run --no-sync ", 1)[1].strip() == (
-        '{{ cookiecutter.project }}-registry approve --version "3" --reason "ok"'
+        "{{ cookiecutter.project }}-registry approve --version '3' --reason 'ok'"
     )
+
+
+def test_a_value_with_quotes_and_dollars_stays_one_word():
+    reason = 'it\'s "bad", so; `id` $HOME'
+    printed = subprocess.run(
+        ["make", "-n", "--no-print-directory", "approve", "VERSION=3", f"REASON={reason}"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    command = printed.split("run --no-sync ", 1)[1].strip()
+    echoed = subprocess.run(["sh", "-c", f"printf %s {command.split('--reason ', 1)[1]}"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert echoed == reason

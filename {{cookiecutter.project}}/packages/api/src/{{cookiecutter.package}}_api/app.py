@@ -50,7 +50,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.ADMIN_MAX_FAILURES, settings.ADMIN_FAILURE_WINDOW_SECONDS
     )
 
-    app.wsgi_app = RequestObserver(app.wsgi_app, app_metrics, store)
+    # Flask's documented way to wrap the WSGI app; mypy refuses any assignment to a method.
+    app.wsgi_app = RequestObserver(app.wsgi_app, app_metrics, store)  # type: ignore[method-assign]
     install_error_handlers(app)
     blueprints = (recommendations.bp, items.bp, events.bp, model.bp, health.bp, metrics.bp)
     for blueprint in (*blueprints, openapi.bp):

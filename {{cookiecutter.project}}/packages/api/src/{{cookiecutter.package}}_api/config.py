@@ -91,6 +91,7 @@ class Settings:
             raise ValueError("MODEL_REFRESH_SECONDS must be >= 0 (0 disables the refresh)")
         if self.ADMIN_FAILURE_WINDOW_SECONDS <= 0:
             raise ValueError("ADMIN_FAILURE_WINDOW_SECONDS must be > 0")
+        limits: tuple[str, ...]  # extended below
         limits = ("MAX_K", "MAX_CONTENT_LENGTH", "MAX_IDS_PER_REQUEST", "MAX_EVENTS_PER_REQUEST")
         limits += ("MAX_EVENTS_CONTENT_LENGTH", "ADMIN_MAX_FAILURES")
         if any(getattr(self, name) < 1 for name in limits):

@@ -45,7 +45,8 @@ limit_request_field_size = 8190
 # Heartbeat files in memory: works with a read-only root filesystem (gunicorn's default is the
 # system temp folder) and avoids disk stalls. `--worker-tmp-dir DIR` on the command line or in
 # GUNICORN_CMD_ARGS overrides it: gunicorn reads both after this file.
-SHM = "/dev/shm"
+# (bandit B108 reads /dev/shm as a shared temp file; these are gunicorn's own heartbeats.)
+SHM = "/dev/shm"  # nosec B108
 worker_tmp_dir = SHM if os.path.isdir(SHM) else None
 # The app writes one JSON log line per request (with request id and model version).
 accesslog = None

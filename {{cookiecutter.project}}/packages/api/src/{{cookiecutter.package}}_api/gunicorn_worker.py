@@ -53,7 +53,7 @@ def request_complete(data: bytes, max_body: int = MAX_BUFFERED_BODY) -> bool:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return len(data) > MAX_BUFFERED_HEAD
-    headers = {}
+    headers: dict[bytes, bytes] = {}
     for line in data[:end].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         headers.setdefault(name.strip().lower(), value.strip().lower())

@@ -8,10 +8,10 @@ and in insertion order; anything orjson cannot encode goes through Flask's own `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from flask import Response
+from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
 OPTIONS = orjson.OPT_NON_STR_KEYS  # like json.dumps, turn int keys into strings
@@ -27,4 +27,7 @@ class OrjsonProvider(DefaultJSONProvider):
             default=self.default,
             option=OPTIONS | orjson.OPT_APPEND_NEWLINE,
         )
-        return self._app.response_class(body, mimetype=self.mimetype)
+        # The stubs type `_app` as flask's sansio base, whose response_class takes no body; this
+        # provider is only installed on a Flask app (see app.py), whose response_class does.
+        app = cast(Flask, self._app)
+        return app.response_class(body, mimetype=self.mimetype)

@@ -334,8 +334,8 @@ def _finalize(partition: Path, export_id: str, count: int, users: int) -> dict[s
     """Write `manifest.json` when all `count` shard manifests of `export_id` are in place (else
     None). Deterministic: two shards finalizing at once write the same bytes."""
     names = [_shard_manifest_name(export_id, index, count) for index in range(count)]
-    shards = [_read_json(partition / name) for name in names]
-    if any(shard is None for shard in shards):
+    shards = [shard for name in names if (shard := _read_json(partition / name)) is not None]
+    if len(shards) < len(names):  # a shard's manifest is missing
         return None
     files = {name: entry for shard in shards for name, entry in shard["files"].items()}
     rows = sum(shard["rows"] for shard in shards)

@@ -160,6 +160,7 @@ class ServingArtifact:
         if len(candidates) and candidates[-1] < 0:  # a short list, padded with -1
             candidates = candidates[: int(np.argmax(candidates < 0))]
             scores = scores[: len(candidates)] if scores is not None else None
+        chosen: slice | np.ndarray
         if not exclude and category is None and unavailable is None:
             chosen = slice(0, k)  # the API's hot path: no filter, the first k are the answer
         else:

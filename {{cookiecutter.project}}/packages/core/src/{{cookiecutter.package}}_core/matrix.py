@@ -43,7 +43,9 @@ class IdMap:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IdMap) and np.array_equal(self._ids, other._ids)
 
-    __hash__ = None  # equality is by content, like numpy arrays, so maps are not hashable
+    # Equality is by content, like numpy arrays, so maps are not hashable. None is how Python
+    # says so (typeshed's own unhashable classes do the same); mypy wants object's method type.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"IdMap(n={len(self)})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def _map(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
 
 
 def _hit_rate(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
-    return _mean(hits[:, :k].any(axis=1))
+    # any(axis=1) of a 2-D array is a 1-D array; numpy's stubs allow a scalar for any axis.
+    return _mean(cast(np.ndarray, hits[:, :k].any(axis=1)))
 
 
 _METRICS = {

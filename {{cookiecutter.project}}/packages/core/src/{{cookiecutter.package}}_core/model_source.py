@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -76,6 +76,21 @@ class LoadedModel:
         }
 
 
+# Without `unless_version` there is always a model (or an error): only an unchanged one is None.
+@overload
+def load_model(
+    uri: str,
+    tracking_uri: str | None = None,
+    unless_version: None = None,
+    memory_map_in: Path | None = None,
+) -> LoadedModel: ...
+@overload
+def load_model(
+    uri: str,
+    tracking_uri: str | None = None,
+    unless_version: str | None = None,
+    memory_map_in: Path | None = None,
+) -> LoadedModel | None: ...
 def load_model(
     uri: str,
     tracking_uri: str | None = None,
@@ -127,7 +142,7 @@ def prepare(uri: str, tracking_uri: str | None = None) -> None:
         return
     scheme = urlparse(tracking_uri or shared.tracking_uri()).scheme.split("+")[0]
     kind = "db" if scheme in DB_SCHEMES else "http" if scheme in ("http", "https") else None
-    modules = CLIENT_MODULES + STORE_MODULES.get(kind, ())
+    modules = CLIENT_MODULES + (STORE_MODULES[kind] if kind is not None else ())
     with step("importing the MLflow client", "imported the MLflow client") as fields:
         fields["modules"] = len(modules)
         for module in modules:
@@ -168,6 +183,8 @@ def _load_registered(
         if alias is not None:
             model_version = client.get_model_version_by_alias(name, alias)
             version = str(model_version.version)
+        elif version is None:  # MODELS_URI matches an alias or a version, never neither
+            raise ModelLoadError(f"{wanted}: neither an alias nor a version")
         done["model_version"] = version
         if version == unless_version:
             done["unchanged"] = True

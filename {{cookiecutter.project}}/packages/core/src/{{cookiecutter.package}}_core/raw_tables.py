@@ -135,6 +135,7 @@ def _oversized_value(path: Path, header: list[str]) -> DataContractError:
     than a block, or a quote that is never closed, starts (the csv module reads up to there)."""
     limit = csv.field_size_limit(BLOCK_SIZE)
     start = 2  # the line the current record starts on (the header is line 1)
+    ended: bool | None  # None: the csv module read to the end without an error
     try:
         with _open_text(path) as handle:
             reader = csv.reader(handle, strict=True)

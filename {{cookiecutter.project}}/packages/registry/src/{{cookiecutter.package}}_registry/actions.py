@@ -43,19 +43,20 @@ def approve(name: str, version: str, reason: str, log: Path = PROMOTION_LOG) -> 
         raise ActionRefused("an approval needs a reason (REASON=...)")
     actor, _ = registry.triggered_by()
     with registry.promotion_lock(mlflow_client, name, holder=f"{actor} approve v{version}"):
+        previous = registry.champion_version(mlflow_client, name)
+        at = registry.now()
         record = {
             "action": "approve",
             "model_name": name,
             "version": version,
-            "previous_champion": registry.champion_version(mlflow_client, name),
+            "previous_champion": previous,
             "reason": reason.strip(),
-            "decided_at": registry.now(),
+            "decided_at": at,
             "decided_by": actor,
         }
-        for key, value in (("status", "approved"), ("by", actor), ("at", record["decided_at"])):
+        for key, value in (("status", "approved"), ("by", actor), ("at", at)):
             mlflow_client.set_model_version_tag(name, version, f"approval.{key}", value)
         mlflow_client.set_model_version_tag(name, version, "approval.reason", record["reason"])
-        previous, at = record["previous_champion"], record["decided_at"]
         registry.make_champion(mlflow_client, name, version, previous, actor, at)
     registry.record_decision(record, log)
     return record

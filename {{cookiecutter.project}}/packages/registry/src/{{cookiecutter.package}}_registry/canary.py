@@ -22,6 +22,7 @@ import math
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
@@ -73,12 +74,8 @@ class Snapshot:
         out = Snapshot(self.versions | other.versions)
         out.requests = self.requests + sign * other.requests
         out.errors = self.errors + sign * other.errors
-        for mine, theirs, into in (
-            (self.buckets, other.buckets, out.buckets),
-            (self.events, other.events, out.events),
-        ):
-            for key in mine.keys() | theirs.keys():
-                into[key] = mine.get(key, 0.0) + sign * theirs.get(key, 0.0)
+        _combine_counts(self.buckets, other.buckets, out.buckets, sign)
+        _combine_counts(self.events, other.events, out.events, sign)
         return out
 
     @property
@@ -91,6 +88,16 @@ class Snapshot:
 
     def p99(self) -> float | None:
         return histogram_quantile(0.99, self.buckets)
+
+
+# Any key: buckets are keyed by bound (float), events by (event type, version). A TypeVar would
+# be exact, but ruff wants `def f[K]` syntax on Python 3.12+ and 3.11 has none.
+def _combine_counts(
+    mine: dict[Any, float], theirs: dict[Any, float], into: dict[Any, float], sign: int
+) -> None:
+    """`into[key] = mine[key] + sign * theirs[key]` for every key of either (missing: 0)."""
+    for key in mine.keys() | theirs.keys():
+        into[key] = mine.get(key, 0.0) + sign * theirs.get(key, 0.0)
 
 
 # --- The Prometheus text format -----------------------------------------------------------------
@@ -170,8 +177,11 @@ def snapshot(samples: Iterable[tuple[str, dict[str, str], float]], source: str) 
 def scrape(url: str, timeout: float = 10) -> Snapshot:
     """GET `<url>/metrics` (or `url` itself when it ends in /metrics) as a Snapshot."""
     target = url if url.rstrip("/").endswith("/metrics") else url.rstrip("/") + "/metrics"
+    # Only http(s): urlopen would also read file:// and other schemes (bandit B310).
+    if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+        raise BadInput(f"{url!r} is not an http:// or https:// URL of the API")
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:
+        with urllib.request.urlopen(target, timeout=timeout) as response:  # nosec B310
             body = response.read(32 * 1024 * 1024)
     except urllib.error.HTTPError as error:
         raise BadInput(f"{target} answered {error.code}") from None
@@ -269,7 +279,7 @@ def _errors(stable: Snapshot, canary: Snapshot, limits: Thresholds) -> dict[str,
 
 def _latency(stable: Snapshot, canary: Snapshot, limits: Thresholds) -> dict[str, Any]:
     name = "p99 latency"
-    counts = [s.buckets.get(math.inf, 0.0) for s in (stable, canary)]
+    counts = stable.buckets.get(math.inf, 0.0), canary.buckets.get(math.inf, 0.0)
     low = _too_little("timed requests", *counts, limits.min_requests)
     if low:
         return _criterion(name, HOLD, low)

@@ -19,6 +19,7 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from {{ cookiecutter.package }}_core import cli
 from {{ cookiecutter.package }}_core.shared import CHAMPION, ExitCode, model_name, setting
@@ -40,7 +41,7 @@ def lineage(args: argparse.Namespace) -> None:
     except MlflowException as error:
         wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
         raise cli.BadInput(f"{name} has no {wanted} in the registry") from error
-    record = {
+    record: dict[str, Any] = {
         "model_name": name,
         "version": str(version.version),
         "aliases": list(version.aliases),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
@@ -32,10 +32,10 @@ SIGNATURE = ModelSignature(
 INPUT_EXAMPLE = pd.DataFrame({"user_id": ["u000001"], "k": [10]})
 
 
-class RecommenderModel(mlflow.pyfunc.PythonModel):
+class RecommenderModel(PythonModel):
     """predict(DataFrame[user_id, k]) -> one row per recommended item."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.artifact = ServingArtifact.load(Path(context.artifacts[ARTIFACT_KEY]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

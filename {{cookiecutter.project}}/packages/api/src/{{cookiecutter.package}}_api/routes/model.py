@@ -17,6 +17,7 @@ bp = Blueprint("model", __name__, url_prefix="/v1")
 # data source), parameters, server paths and the gate's reasoning are internal:
 # GET /v1/model?detail=full, with the admin token. A tag not named here is internal.
 PUBLIC_FIELDS = ("name", "version", "alias", "run_id", "loaded_at")
+PUBLIC_LINEAGE: tuple[str, ...]  # extended below
 PUBLIC_LINEAGE = ("model", "git_commit", "training_run_id", "registered_at", "promoted_at")
 PUBLIC_LINEAGE += ("gate.decision",)
 PUBLIC_LINEAGE_PREFIXES = ("metric.",)

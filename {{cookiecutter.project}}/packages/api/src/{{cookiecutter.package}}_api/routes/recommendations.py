@@ -54,9 +54,9 @@ def for_session_or_batch() -> dict[str, Any]:
         user_ids = check_ids(body["user_ids"], "user_ids", allow_empty=False)
         model = current_model()
         results = []
-        for user_id in user_ids:
-            answer = model.artifact.recommend(user_id, k)
-            results.append({"user_id": user_id, **_answer(answer, None)})
+        for uid in user_ids:
+            answer = model.artifact.recommend(uid, k)
+            results.append({"user_id": uid, **_answer(answer, None)})
         return {"model_version": model.version, "k": k, "results": results}
     items = check_ids(body["items"], "items")
     user_id = check_id(body["user_id"], "user_id") if body.get("user_id") is not None else None
