@@ -24,8 +24,10 @@ read in its source (src/utils.js, job.js, commander.js) and seen here:
   variables, as a project's CI/CD variables do on GitLab.
 - Jobs named on the command line run whatever their rules say, so the test runs the whole
   pipeline (rules, `when: never`, stage order and needs honoured) and switches off, through the
-  pipeline's own switches, the two jobs this machine cannot run: IMAGES_DISABLED (no container
-  runtime) and DEPS_AUDIT_DISABLED (PyPI's vulnerability API is out of reach).
+  pipeline's own switches, the two jobs this machine cannot run, IMAGES_DISABLED (no container
+  runtime) and DEPS_AUDIT_DISABLED (PyPI's vulnerability API is out of reach), and the whole
+  project suite, TEST_DISABLED (test_default_project.py runs the default bake for real; here it
+  would cost the suite minutes for nothing new).
 - `timeout`, `resource_group`, `environment` and `interruptible` are read, not enforced: the
   fast tests below check them in the file.
 - The machine's uv cache stands in for the restored GitLab cache (UV_CACHE_DIR; a cold
@@ -69,7 +71,16 @@ STAGES = [
     "deploy-prod",
     "operate",
 ]
-CODE_CI = {"lint", "typecheck", "test-package", "wheels", "images", "security", "deps-audit"}
+CODE_CI = {
+    "lint",
+    "typecheck",
+    "test-package",
+    "test",
+    "wheels",
+    "images",
+    "security",
+    "deps-audit",
+}
 MODEL_CI = {"model-ci", "model-comment"}
 # The code-CI and model-CI jobs the real run must pass (the matrix expanded as GitLab names it).
 RUN_HERE = [
@@ -290,7 +301,7 @@ def rules_bake(gitlab_bake: Path) -> tuple[Path, str]:
 
 def test_a_merge_request_that_changes_the_model_gets_code_and_model_ci(rules_bake):
     project, base = rules_bake
-    expected = {*RUN_HERE, "images", "deps-audit"}
+    expected = {*RUN_HERE, "test", "images", "deps-audit"}
     assert listed(project, *merge_request_variables(base)) == dict.fromkeys(expected, "on_success")
 
 
@@ -391,6 +402,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: 
     variables = {
         "IMAGES_DISABLED": "true",
         "DEPS_AUDIT_DISABLED": "true",
+        "TEST_DISABLED": "true",
         "UV_CACHE_DIR": run([uv, "cache", "dir"], cwd=project).stdout.strip(),
         "UV": uv,
         "GITLAB_TOKEN": "glpat-test-token",
