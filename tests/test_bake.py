@@ -387,6 +387,14 @@ def unread_variables(project: Path, targets: list[str], variables: dict[str, str
     return unread
 
 
+def test_without_ci_nothing_refers_to_ci_files(baked: Bake):
+    if baked.config["ci_provider"] != "none":
+        pytest.skip("only ci_provider=none must not mention CI files")
+    mentions = re.compile(r"\.gitlab-ci\.yml|\.github/|^\.github$|delivery/CI\.md", re.M)
+    found = [path for path, text in text_files(baked).items() if mentions.search(text)]
+    assert found == []
+
+
 def test_ci_definition_validates_against_its_schema(baked: Bake):
     provider, paths = ci_definition(baked)
     assert paths, f"no CI file at {CI_FILES[provider]}"
