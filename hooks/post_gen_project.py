@@ -40,6 +40,8 @@ def select_modules(answers: dict) -> dict[str, str]:
         modules["ci/github"] = ".github"
     elif answers["ci_provider"] == "gitlab":
         modules["ci/gitlab/gitlab-ci.yml"] = ".gitlab-ci.yml"
+    if answers["ci_provider"] in ("github", "gitlab"):
+        modules["ci/README.md"] = "delivery/CI.md"  # how the pipeline works, for its users
     for word in answers["deploy_target"].split("+"):
         if word in DEPLOY_MODULES:
             modules[DEPLOY_MODULES[word]] = DEPLOY_MODULES[word]

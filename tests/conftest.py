@@ -11,6 +11,7 @@ import fnmatch
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -171,6 +172,7 @@ class Source:
 MODULE_PLACES = {
     "ci/github": ".github",
     "ci/gitlab/gitlab-ci.yml": ".gitlab-ci.yml",
+    "ci/README.md": "delivery/CI.md",
     "k8s": "k8s",
     "ansible": "ansible",
 }
@@ -286,3 +288,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return SHARED_WORKER.get(Path(module).name, module)
 
     return ModuleScheduling(config, log)
+
+
+def kubectl_without_a_cluster(bin_dir: Path, records: Path) -> dict[str, str]:
+    """The environment for a `kubectl` first on PATH: `kustomize` runs the real one, `apply`
+    keeps what it was given in `records`/applied.yaml (there is no cluster here; APPLY_EXIT=1
+    fails it), every call is logged in `records`/kubectl.log."""
+    script = bin_dir / "kubectl"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "$KUBECTL_LOG"\n'
+        f'if [ "$1" = kustomize ]; then exec {shutil.which("kubectl")} "$@"; fi\n'
+        'if [ "$1" = apply ]; then cat > "$APPLIED"; exit "${APPLY_EXIT:-0}"; fi\n'
+    )
+    script.chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "KUBECTL_LOG": str(records / "kubectl.log"),
+        "APPLIED": str(records / "applied.yaml"),
+    }

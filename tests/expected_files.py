@@ -232,9 +232,15 @@ GITHUB = paths(
     .github/workflows/model-ci.yml
     .github/workflows/rollback.yml
     .github/workflows/schedules.yml
+    delivery/CI.md
     """
 )
-GITLAB = paths(".gitlab-ci.yml")
+GITLAB = paths(
+    """
+    .gitlab-ci.yml
+    delivery/CI.md
+    """
+)
 # The Kubernetes and Ansible modules (vendored from k8s/ and ansible/, plus whatever the payload
 # renders into the project's k8s/ and ansible/ folders).
 KUBERNETES = paths(

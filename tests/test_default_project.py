@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make
+from conftest import kubectl_without_a_cluster, make
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +131,26 @@ def test_failing_gate_leaves_the_champion_unchanged(project, golden_path):
         assert json.loads(log[-1])["version"] == "2"
     finally:
         params_file.write_text(original)
+
+
+def test_deploy_rollback_moves_the_champion_and_the_overlay_follows(project, golden_path, tmp_path):
+    """`make deploy-rollback` as the rollback workflow runs it: the registry's champion moves
+    (recorded with the reason), the overlay is re-pinned to it and applied. There is no cluster
+    here: kubectl's `apply` keeps what it was given."""
+    # v2: the candidate test_failing_gate_leaves_the_champion_unchanged registered (it runs first).
+    assert make(project, "-s", "lineage", "ARGS=--version 2", check=False).returncode == 0
+    env = kubectl_without_a_cluster(tmp_path, tmp_path)
+    reason = 'drill: "v1" back, then forward, again'
+    try:
+        make(project, "deploy-rollback", "ENV=staging", f"REASON={reason}", "TO=2", env=env)
+        record = champion(project)
+        assert record["version"] == "2" and record["tags"]["restored.from"] == "1"
+        v1 = json.loads(make(project, "-s", "lineage", "ARGS=--json --version 1").stdout)
+        assert v1["tags"]["rollback.reason"] == reason
+        applied = [d for d in yaml.safe_load_all((tmp_path / "applied.yaml").read_text()) if d]
+        settings = next(d for d in applied if d["metadata"]["name"].startswith("settings-"))
+        assert settings["data"]["MODEL_URI"] == "models:/shop-recommender/2"
+        assert "rollout status deployment/api" in (tmp_path / "kubectl.log").read_text()
+    finally:
+        make(project, "rollback", "REASON=the test's drill is over", "TO=1", check=False)
+        subprocess.run(["git", "checkout", "--", "k8s"], cwd=project, check=True)

@@ -241,9 +241,22 @@ def test_an_unsupported_combination_is_refused(monkeypatch: pytest.MonkeyPatch):
         (
             "github",
             "kubernetes+ansible",
-            {"ci/github": ".github", "k8s": "k8s", "ansible": "ansible"},
+            {
+                "ci/github": ".github",
+                "ci/README.md": "delivery/CI.md",
+                "k8s": "k8s",
+                "ansible": "ansible",
+            },
         ),
-        ("gitlab", "kubernetes", {"ci/gitlab/gitlab-ci.yml": ".gitlab-ci.yml", "k8s": "k8s"}),
+        (
+            "gitlab",
+            "kubernetes",
+            {
+                "ci/gitlab/gitlab-ci.yml": ".gitlab-ci.yml",
+                "ci/README.md": "delivery/CI.md",
+                "k8s": "k8s",
+            },
+        ),
         ("none", "ansible", {"ansible": "ansible"}),
         ("none", "none", {}),
     ],

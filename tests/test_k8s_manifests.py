@@ -21,7 +21,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import TEMPLATE_ROOT, bake, run, tool
+from conftest import TEMPLATE_ROOT, bake, kubectl_without_a_cluster, run, tool
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -782,22 +782,9 @@ def test_image_pin_refuses_bad_references_and_changes_nothing(pin_project, image
 
 @pytest.fixture
 def fake_kubectl(pin_project: Path, project: Path, tmp_path_factory) -> tuple[Path, dict]:
-    """A `kubectl` first on PATH: `kustomize` runs the real one, `apply` keeps what it was given
-    (there is no cluster here), every call is logged."""
     shutil.copytree(project / "delivery", pin_project / "delivery")
-    bin_dir = tmp_path_factory.mktemp("bin")
-    script = bin_dir / "kubectl"
-    script.write_text(
-        "#!/bin/sh\n"
-        'echo "$*" >> "$KUBECTL_LOG"\n'
-        f'if [ "$1" = kustomize ]; then exec {shutil.which("kubectl")} "$@"; fi\n'
-        'if [ "$1" = apply ]; then cat > "$APPLIED"; exit "${APPLY_EXIT:-0}"; fi\n'
-    )
-    script.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "KUBECTL_LOG": str(pin_project / "kubectl.log"),
-           "APPLIED": str(pin_project / "applied.yaml")}  # fmt: skip
-    return pin_project, env
+    fake = kubectl_without_a_cluster(tmp_path_factory.mktemp("bin"), pin_project)
+    return pin_project, {**os.environ, **fake}
 
 
 def deploy(folder: Path, env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -34,9 +34,13 @@ class BadInput(Exception):
     """Missing configuration or a bad argument; nothing was changed."""
 
 
-def make(*args: str) -> int:
-    print(f"+ make {' '.join(args)}", flush=True)
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT).returncode
+def make(*args: str, text: dict[str, str] | None = None) -> int:
+    """`make <args>`; `text` (free text such as a reason) goes in the environment, never on
+    make's command line, where make would expand a `$(shell ...)` in it."""
+    shown = " ".join([*(f"{k}={v!r}" for k, v in (text or {}).items()), "make", *args])
+    print(f"+ {shown}", flush=True)
+    env = {**os.environ, **(text or {})}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env).returncode
 
 
 def output(*command: str) -> str:
@@ -171,6 +175,14 @@ def curves_table(plots: Path) -> str:
     return "NDCG@k per candidate (`dvc plots show` draws these):\n\n" + "\n".join(table) + "\n"
 
 
+def git_commit_exists(ref: str) -> bool:
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", ref + "^{commit}"],
+        cwd=ROOT, capture_output=True,
+    )  # fmt: skip
+    return found.returncode == 0
+
+
 def model_report(args: argparse.Namespace) -> int:
     import yaml
 
@@ -180,13 +192,17 @@ def model_report(args: argparse.Namespace) -> int:
     metrics = json.loads(metrics_path.read_text())
     model = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["name"]
     candidate = headline(metrics, model)
-    diff_command = ["dvc", "metrics", "diff", "--md", args.base] if args.base else None
+    base = args.base if args.base and git_commit_exists(args.base) else ""
+    if args.base and not base:
+        # A first push (GitLab's all-zero "before" SHA) or a shallow clone: nothing to diff.
+        print(f"base {args.base!r} is not a commit here: the metrics are shown without a diff")
+    diff_command = ["dvc", "metrics", "diff", "--md", base] if base else None
     diff = output(*diff_command) if diff_command else output("dvc", "metrics", "show", "--md")
     registry = args.registry or os.environ.get("CHAMPION_TRACKING_URI", "")
     from {{ cookiecutter.package }}_core.shared import tracking_uri
 
     registry = registry or tracking_uri()
-    against = f"against `{args.base}`" if args.base else "(no base branch given)"
+    against = f"against `{base}`" if base else "(no base commit to compare with)"
     report = "\n".join(
         [
             MARKER,
@@ -360,11 +376,11 @@ def deploy(args: argparse.Namespace) -> int:
 
 
 def deploy_rollback(args: argparse.Namespace) -> int:
-    to = [f"TO={args.to}"] if args.to else []
+    text = {"REASON": args.reason, "TO": args.to}
     if deploy_module(args) == "ansible":
-        return make("provision-rollback", f"ENV={args.env}", f"REASON={args.reason}", *to)
+        return make("provision-rollback", f"ENV={args.env}", text=text)
     # The registry first (recorded like `make rollback`), then the overlay follows its champion.
-    if code := make("rollback", f"REASON={args.reason}", *to):
+    if code := make("rollback", text=text):
         return code
     lineage = subprocess.run(
         ["make", "--no-print-directory", "-s", "lineage", "ARGS=--json"],

@@ -169,18 +169,26 @@ def test_data_pull_without_tracked_data_generates_the_synthetic_events(
     assert ran == [("data",)] and "synthetic" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_model_report_compares_the_candidate_with_the_champion(registry_project, monkeypatch):
-    """After the register and promote stages: the report's tables carry the figures of
-    reports/metrics.json and the champion's tags, and `dvc metrics` reads the same file."""
+@pytest.fixture
+def dvc_project(registry_project, monkeypatch):
+    """The evaluated project as a git and DVC repository with the project's stages and params:
+    what `dvc metrics` needs to read reports/metrics.json."""
     params, paths = registry_project
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(PROJECT_ROOT / name, paths.root / name)
     for init in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(init, cwd=paths.root, check=True)
+    monkeypatch.setattr(delivery, "ROOT", paths.root)
+    return params, paths
+
+
+@pytest.mark.slow
+def test_model_report_compares_the_candidate_with_the_champion(dvc_project, monkeypatch):
+    """After the register and promote stages: the report's tables carry the figures of
+    reports/metrics.json and the champion's tags, and `dvc metrics` reads the same file."""
+    params, paths = dvc_project
     register(params, paths)
     promote_if_better(params, paths)
-    monkeypatch.setattr(delivery, "ROOT", paths.root)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(paths.root / "summary.md"))
     assert delivery.main(["model-report"]) == 0
     written = (paths.reports / "model-ci.md").read_text()
@@ -190,6 +198,15 @@ def test_model_report_compares_the_candidate_with_the_champion(registry_project,
     assert "| itemknn |" in written and "| popularity |" in written
     assert "reports/metrics.json" in written  # dvc metrics show's table
     assert (paths.root / "summary.md").read_text() == written
+
+
+@pytest.mark.slow
+def test_model_report_without_its_base_commit_shows_the_metrics(dvc_project):
+    """GitLab's first push to a branch names the all-zero SHA as the commit before it."""
+    _params, paths = dvc_project
+    assert delivery.main(["model-report", "--base", "0" * 40]) == 0
+    written = (paths.reports / "model-ci.md").read_text()
+    assert "(no base commit to compare with)" in written and "reports/metrics.json" in written
 
 
 def test_model_report_before_the_pipeline_is_a_clear_error(tmp_path, monkeypatch, capsys):
