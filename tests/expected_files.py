@@ -66,6 +66,10 @@ PAYLOAD = paths(
     benchmarks/test_harness.py
     benchmarks/test_help.py
 
+    # docs/ (the site's pages are the repository's Markdown: make docs)
+    docs/hooks/repository_pages.py
+    mkdocs.yml
+
     # delivery/
     delivery/README.md
     delivery/delivery.py

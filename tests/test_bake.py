@@ -241,7 +241,7 @@ def test_project_name_drives_every_derived_name(tmp_path: Path, cookiecutter_con
 # The targets of the pipeline shape that both providers share (ci/README.md): code CI, model CI,
 # the schedules, the deploys with their checks, the rollback.
 CI_TARGETS = {
-    *("setup", "lint", "typecheck", "test-package", "wheels", "image-api", "image-jobs"),
+    *("setup", "lint", "typecheck", "test-package", "wheels", "docs", "image-api", "image-jobs"),
     *("security", "deps-audit", "data-pull", "pipeline", "model-report", "pr-comment"),
     *("scheduled", "batch-recommend", "image-push", "deploy", "smoke", "loadtest", "drift"),
     "deploy-rollback",

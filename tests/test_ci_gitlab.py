@@ -77,6 +77,7 @@ CODE_CI = {
     "test-package",
     "test",
     "wheels",
+    "docs",
     "images",
     "security",
     "deps-audit",
@@ -90,6 +91,7 @@ RUN_HERE = [
     "test-package: [core]",
     "test-package: [training]",
     "wheels",
+    "docs",
     "security",
     "model-ci",
     "model-comment",
@@ -468,6 +470,14 @@ def test_the_wheels_job_keeps_every_wheel(pipeline_run):
     names = {tomllib.loads(path.read_text())["project"]["name"] for path in members}
     assert built == {name.replace("-", "_") for name in names}
     assert {path.name for path in (dist / "requirements").iterdir()} == {"api.txt", "jobs.txt"}
+
+
+@pytest.mark.slow
+def test_the_docs_job_keeps_the_site(pipeline_run):
+    project, _, _, _ = pipeline_run
+    site = project / ".gitlab-ci-local" / "artifacts" / "docs" / "site"
+    assert (site / "index.html").is_file()
+    assert (site / "delivery" / "CI" / "index.html").is_file()
 
 
 @pytest.mark.slow

@@ -1,0 +1,29 @@
+"""mkdocs hook: the site is the repository's own Markdown (every README.md and the other .md
+files, each beside what it describes), so nothing is written twice and `make docs`
+(`mkdocs build --strict`) fails on any broken link between them. The other files of the
+repository are copied as they are, so a link to params.yaml or the Makefile resolves too."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+OWN = ("docs/", "site/")  # the site's own pages (mkdocs reads them) and its output
+
+
+def repository_files() -> list[str]:
+    """git's list of the repository's files: committed or new, never ignored (.venv, data)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    return sorted(path for path in listed if not path.startswith(OWN) and (ROOT / path).is_file())
+
+
+def on_files(files: Files, config) -> Files:
+    for path in repository_files():
+        files.append(File(path, str(ROOT), config["site_dir"], config["use_directory_urls"]))
+    return files
