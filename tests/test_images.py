@@ -19,12 +19,13 @@ import socket
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_image import Buildah
-from conftest import VENV_BIN, bake
+from base_image import Buildah, require_tools
+from conftest import VENV_BIN, bake, make
 from image_fixtures import request, stop, timed, wait_for
 
 slow = pytest.mark.slow
@@ -338,3 +339,60 @@ def test_api_image_command_serves_the_mounted_model(buildah, container, api_imag
         status, body = request(f"{base}/metrics")
         assert status == 200 and b"# TYPE" in body
         assert request(f"{base}/healthz")[0] == 200
+
+
+# --- pushing to a registry ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Iterator[str]:
+    """A real OCI registry on localhost (Debian's docker-registry, the CNCF distribution server),
+    over plain HTTP: `host:port`."""
+    require_tools("docker-registry")
+    folder = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{free_port()}"
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"http:\n  addr: {address}\n"
+    )
+    log = folder / "registry.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(f"http://{address}/v2/", server, log, timeout=30, label="registry")
+        yield address
+    finally:
+        stop(server)
+
+
+@slow
+def test_image_push_writes_the_digests_the_registry_serves(
+    default_project, buildah, api_image, jobs_image, registry, tmp_path
+):
+    # The test registry speaks plain HTTP: containers-registries.conf(5) marks it insecure.
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
+    images_env = default_project / "dist" / "images.env"
+    try:
+        make(default_project, "image-push", f"IMAGE_REGISTRY={registry}/acme",
+             f"CONTAINER_BUILD={' '.join(buildah.command())}",
+             env={"CONTAINERS_REGISTRIES_CONF": str(conf)})  # fmt: skip
+        refs = dict(line.split("=", 1) for line in images_env.read_text().split())
+        assert sorted(refs) == ["API_IMAGE", "JOBS_IMAGE"]
+        accept = "application/vnd.docker.distribution.manifest.v2+json"
+        for key, image in (("API_IMAGE", "api"), ("JOBS_IMAGE", "jobs")):
+            repository, digest = refs[key].split("@")
+            assert repository == f"{registry}/acme/{PROJECT}-{image}"
+            url = f"http://{registry}/v2/acme/{PROJECT}-{image}/manifests/{digest}"
+            status, body = request(url, headers={"Accept": accept})
+            assert status == 200, body
+            # What `make deploy` pins is what the registry holds under the release's tag.
+            tagged = urllib.request.Request(url.replace(digest, VERSION), method="HEAD",
+                                            headers={"Accept": accept})  # fmt: skip
+            with urllib.request.urlopen(tagged, timeout=30) as answer:
+                assert answer.headers["Docker-Content-Digest"] == digest
+    finally:
+        images_env.unlink(missing_ok=True)

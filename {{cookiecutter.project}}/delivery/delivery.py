@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -302,31 +303,28 @@ def pr_comment(args: argparse.Namespace) -> int:
 # --- Images, deploys and rollbacks --------------------------------------------------------------
 
 
-def builder() -> str:
-    found = os.environ.get("CONTAINER_BUILD") or shutil.which("docker") or shutil.which("buildah")
-    if not found:
-        raise BadInput("neither docker nor buildah is installed (CONTAINER_BUILD=...)")
-    return found
-
-
 def image_push(args: argparse.Namespace) -> int:
     if not args.registry:
         raise BadInput("give IMAGE_REGISTRY=<registry/namespace>, e.g. ghcr.io/<owner>")
-    tool, refs = builder(), {}
+    # The Makefile's CONTAINER_BUILD: docker or buildah, perhaps with options (`buildah --root ...`).
+    tool = shlex.split(args.builder)
+    if not tool or not shutil.which(tool[0]):
+        raise BadInput(f"no image builder {args.builder!r}: install docker or buildah")
+    refs = {}
     for image in ("api", "jobs"):
         local = f"{PROJECT}-{image}:{args.tag}"
         remote = f"{args.registry.rstrip('/')}/{PROJECT}-{image}:{args.tag}"
-        if Path(tool).name == "buildah":
+        if Path(tool[0]).name == "buildah":
             digest_file = ROOT / "dist" / f"{image}.digest"
             digest_file.parent.mkdir(parents=True, exist_ok=True)
-            push = [tool, "push", "--digestfile", str(digest_file), local, f"docker://{remote}"]
+            push = [*tool, "push", "--digestfile", str(digest_file), local, f"docker://{remote}"]
             subprocess.run(push, cwd=ROOT, check=True)
             digest = digest_file.read_text().strip()
         else:
-            subprocess.run([tool, "tag", local, remote], cwd=ROOT, check=True)
-            subprocess.run([tool, "push", remote], cwd=ROOT, check=True)
+            subprocess.run([*tool, "tag", local, remote], cwd=ROOT, check=True)
+            subprocess.run([*tool, "push", remote], cwd=ROOT, check=True)
             # `image inspect` prints JSON; a pushed image has a RepoDigests entry.
-            pushed = json.loads(output(tool, "image", "inspect", remote))[0]["RepoDigests"]
+            pushed = json.loads(output(*tool, "image", "inspect", remote))[0]["RepoDigests"]
             digest = pushed[0].split("@", 1)[1]
         refs[f"{image.upper()}_IMAGE"] = f"{remote.rsplit(':', 1)[0]}@{digest}"
     IMAGES_ENV.parent.mkdir(parents=True, exist_ok=True)
@@ -433,6 +431,7 @@ def parser() -> argparse.ArgumentParser:
     push = commands.add_parser("image-push", help="push both images, write dist/images.env")
     push.add_argument("--registry", required=True, help="e.g. ghcr.io/<owner>")
     push.add_argument("--tag", required=True)
+    push.add_argument("--builder", default="docker", help="docker or buildah (and its options)")
     push.set_defaults(run=image_push)
 
     for name, run, text in (
