@@ -58,6 +58,10 @@ def _construct_tagged(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node):
 
 
 _AnyTagLoader.add_multi_constructor("!", _construct_tagged)
+# mkdocs.yml names a Python function (`!!python/name:...`): safe loading keeps it as its name.
+_AnyTagLoader.add_multi_constructor(
+    "tag:yaml.org,2002:python/name:", lambda _loader, suffix, _node: suffix
+)
 
 
 def text_files(baked: Bake) -> dict[str, str]:

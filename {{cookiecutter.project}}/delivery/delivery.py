@@ -306,7 +306,7 @@ def pr_comment(args: argparse.Namespace) -> int:
 def image_push(args: argparse.Namespace) -> int:
     if not args.registry:
         raise BadInput("give IMAGE_REGISTRY=<registry/namespace>, e.g. ghcr.io/<owner>")
-    # The Makefile's CONTAINER_BUILD: docker or buildah, perhaps with options (`buildah --root ...`).
+    # The Makefile's CONTAINER_BUILD: docker or buildah, maybe with options (`buildah --root ..`).
     tool = shlex.split(args.builder)
     if not tool or not shutil.which(tool[0]):
         raise BadInput(f"no image builder {args.builder!r}: install docker or buildah")
