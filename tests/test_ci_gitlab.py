@@ -151,7 +151,11 @@ def gitlab_bake(tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: P
 
 def gitlab_ci_local(isolated: bool = False) -> str:
     if not GITLAB_CI_LOCAL.exists():
-        pytest.fail(f"{GITLAB_CI_LOCAL} is missing: `make test` installs it (npm, Node 20)")
+        # .ci/run sets REQUIRE_GITLAB_CI_LOCAL=1: there a missing runner fails, never skips.
+        reason = f"{GITLAB_CI_LOCAL} is missing: `make test` installs it when npm is there"
+        if os.environ.get("REQUIRE_GITLAB_CI_LOCAL") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     if isolated and not shutil.which("rsync"):
         pytest.fail("gitlab-ci-local's --shell-isolation needs rsync (apt-get install rsync)")
     return str(GITLAB_CI_LOCAL)
