@@ -199,6 +199,7 @@ def start_unit(
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -36,6 +36,9 @@ def ansible(project: Path, *args: str, env: dict[str, str] | None = None):
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", **(env or {})},
         capture_output=True,
         text=True,
+        # Ansible refuses a non-blocking stdin, and a Go program run earlier in this worker
+        # (docker-registry, kubectl) may have left the worker's own stdin non-blocking.
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -169,6 +172,7 @@ def test_an_unknown_environment_stops_the_play_naming_it(project: Path):
 
 
 def test_provision_needs_env(project: Path):
-    result = subprocess.run(["make", "provision"], cwd=project, capture_output=True, text=True)
+    result = subprocess.run(["make", "provision"], cwd=project, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
     assert result.returncode != 0
     assert "give ENV=dev, staging or prod" in result.stderr

@@ -64,7 +64,8 @@ def test_smoke_checks_a_running_api_at_its_url(project, golden_path):
     env = {"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}
     server = subprocess.Popen(
         ["make", "--no-print-directory", "serve"], cwd=project, env={**os.environ, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )  # fmt: skip
     try:
         result = make(project, "smoke", f"URL=http://127.0.0.1:{port}")

@@ -134,7 +134,11 @@ def serving(buildah: Buildah, args: list[str], log: Path) -> Iterator[subprocess
     """`buildah <args>` (a `run` of a server) in its own process group, stopped at the end."""
     with open(log, "w") as out:
         server = subprocess.Popen(
-            buildah.command(*args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            buildah.command(*args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
         )
     try:
         yield server
@@ -359,8 +363,10 @@ def registry(tmp_path_factory) -> Iterator[str]:
     )
     log = folder / "registry.log"
     with open(log, "w") as out:
+        # stdin: /dev/null, never the worker's (a Go server leaves it non-blocking).
         server = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)  # fmt: skip
     try:
         wait_for(f"http://{address}/v2/", server, log, timeout=30, label="registry")
         yield address

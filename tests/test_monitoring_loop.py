@@ -115,6 +115,7 @@ def api(project) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -164,6 +165,7 @@ def test_drift_retrain_hot_swap_rollback_audit(project, api):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     try:
