@@ -161,6 +161,8 @@ PAYLOAD = paths(
     packages/core/src/shop_recommender_core/raw_tables.py
     packages/core/src/shop_recommender_core/registry.py
     packages/core/src/shop_recommender_core/shared.py
+    packages/core/src/shop_recommender_core/template.json
+    packages/core/src/shop_recommender_core/template.py
     packages/core/src/shop_recommender_core/weighting.py
     packages/core/tests/conftest.py
     packages/core/tests/test_artifact.py

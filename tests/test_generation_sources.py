@@ -58,13 +58,30 @@ def make_template_repository(destination: Path) -> Path:
     return destination
 
 
-def assert_composed(project: Path, from_clone: bool) -> None:
-    """The hook ran: modules vendored, answers recorded."""
+def recorded_template(project: Path) -> dict:
+    """The template release and commit the project says it was made from."""
+    package = answers_for({})["package"]
+    return json.loads((project / f"packages/core/src/{package}_core/template.json").read_text())
+
+
+def assert_composed(project: Path, from_clone: bool, commit: str) -> None:
+    """The hook ran: modules vendored, answers recorded; the project names the template release
+    and the commit it was rendered from."""
     for relative in VENDORED:
         assert (project / relative).is_file(), f"{relative} was not vendored"
     assert (project / ANSWERS_FILE).is_file()
     readme = (project / "k8s" / "README.md").read_text()
     assert readme.endswith(CLONE_MARKER) == from_clone
+    version = (TEMPLATE_ROOT / "VERSION").read_text().strip()
+    assert recorded_template(project) == {
+        "name": "cookiecutter-unified-mlops",
+        "version": version,
+        "commit": commit,
+    }
+
+
+def head(repository: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=repository).strip()
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +107,13 @@ def cookiecutter_cli(template: str, output: Path, cwd: Path, env: dict[str, str]
 def test_relative_path_from_the_template_root(tmp_path: Path, env: dict[str, str]):
     """`cookiecutter .` gives the hook a relative `_repo_dir`."""
     project = cookiecutter_cli(".", tmp_path, cwd=TEMPLATE_ROOT, env=env)
-    assert_composed(project, from_clone=False)
+    assert_composed(project, from_clone=False, commit=head(TEMPLATE_ROOT))
     assert git("rev-list", "--count", "HEAD", cwd=project).strip() == "1"
 
 
 def test_absolute_path(tmp_path: Path, env: dict[str, str]):
     project = cookiecutter_cli(str(TEMPLATE_ROOT), tmp_path / "out", cwd=tmp_path, env=env)
-    assert_composed(project, from_clone=False)
+    assert_composed(project, from_clone=False, commit=head(TEMPLATE_ROOT))
     assert git("rev-list", "--count", "HEAD", cwd=project).strip() == "1"
 
 
@@ -104,7 +121,7 @@ def test_git_url(tmp_path: Path, env: dict[str, str], template_repository: Path)
     url = f"git+file://{template_repository}"
     assert is_repo_url(url)
     project = cookiecutter_cli(url, tmp_path / "out", cwd=tmp_path, env=env)
-    assert_composed(project, from_clone=True)
+    assert_composed(project, from_clone=True, commit=head(template_repository))
     assert git("rev-list", "--count", "HEAD", cwd=project).strip() == "1"
 
 
@@ -122,11 +139,21 @@ def cruft_project(workspace: Path, env: dict[str, str], template_repository: Pat
     return cruft_create(template_repository, output, env)
 
 
+def test_a_copy_without_git_history_records_no_commit(tmp_path: Path, env: dict[str, str]):
+    """A template downloaded as an archive has no commit to name; the version still says which
+    release it is."""
+    template = tmp_path / "archive"
+    template.mkdir()
+    copy_working_tree(template)
+    project = cookiecutter_cli(str(template), tmp_path / "out", cwd=tmp_path, env=env)
+    assert_composed(project, from_clone=False, commit="")
+
+
 def test_cruft_create(cruft_project: Path, template_repository: Path):
-    assert_composed(cruft_project, from_clone=True)
+    assert_composed(cruft_project, from_clone=True, commit=head(template_repository))
     state = json.loads((cruft_project / ".cruft.json").read_text())
     assert state["template"] == str(template_repository)
-    assert state["commit"] == git("rev-parse", "HEAD", cwd=template_repository).strip()
+    assert state["commit"] == head(template_repository)
     # The hook makes the first commit under cruft too; `[tool.cruft] skip` keeps .git out of diffs.
     assert (cruft_project / ".git").is_dir()
 
@@ -154,4 +181,6 @@ def test_cruft_update_applies_a_template_change(tmp_path: Path, env: dict[str, s
     run([tool("cruft"), "update", "--skip-apply-ask"], cwd=project, env=env)
     assert (project / "ansible" / "README.md").read_text().endswith(change)
     state = json.loads((project / ".cruft.json").read_text())
-    assert state["commit"] == git("rev-parse", "HEAD", cwd=template).strip()
+    assert state["commit"] == head(template)
+    # The recorded commit moves with the update: the old and the new render each name their own.
+    assert recorded_template(project)["commit"] == head(template)

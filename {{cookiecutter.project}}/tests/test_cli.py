@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from {{ cookiecutter.package }}_api import cli as api_cli
 from {{ cookiecutter.package }}_batch import cli as batch_cli
 from {{ cookiecutter.package }}_core.shared import ExitCode
+from {{ cookiecutter.package }}_core.template import TEMPLATE
 from {{ cookiecutter.package }}_monitoring import cli as monitoring_cli
 from {{ cookiecutter.package }}_registry import cli as registry_cli
 from {{ cookiecutter.package }}_training import cli as training_cli
@@ -120,6 +122,20 @@ def test_every_command_and_flag_has_help(module):
         for action in command._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [training_cli, registry_cli, batch_cli, monitoring_cli, api_cli],
+    ids=lambda m: m.__name__,
+)
+def test_every_console_script_names_its_template_release(module, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        module.build_parser().parse_args(["--version"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert f"cookiecutter-unified-mlops {TEMPLATE['version']}" in printed
+    assert TEMPLATE["commit"][:12] in printed
 
 
 def test_a_split_that_leaves_no_test_period_is_bad_input(tiny_project, capsys):

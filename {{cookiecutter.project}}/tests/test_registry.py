@@ -15,6 +15,7 @@ from {{ cookiecutter.package }}_core.shared import (
     registered_model_uri,
     tracking_uri,
 )
+from {{ cookiecutter.package }}_core.template import describe
 from {{ cookiecutter.package }}_training.gate import GateFailed, promote_if_better
 from {{ cookiecutter.package }}_training.lineage import file_md5
 from {{ cookiecutter.package }}_training.register import register
@@ -34,6 +35,7 @@ def test_register_creates_a_challenger_with_lineage(registry_project):
     assert tags["model"] == params["model"]["name"]
     assert tags["triggered_by"] and tags["trigger"]
     assert tags["git_commit"]
+    assert tags["template"] == describe()  # the template release the project came from
     assert float(tags["metric.ndcg_at_10"]) > 0
     assert tags["training_run_id"] == version.run_id
     # The registered model serves the same arrays that training wrote.

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from {{ cookiecutter.package }}_core.cli import add_version
 from {{ cookiecutter.package }}_core.shared import ExitCode
 
 SERVE_HELP = "serve the recommendation API under gunicorn, as in production"
@@ -62,8 +63,11 @@ def serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="{{ cookiecutter.project }}-api", description="The recommendation API."
+        prog="{{ cookiecutter.project }}-api",
+        description="The recommendation API.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser(
         "serve",

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .shared import ExitCode, configure_logging
+from .template import describe
 
 # Set by `<project>-train pipeline` around `dvc repro`: a stage that fails writes its exit code
 # here, because DVC itself exits 255 whatever the stage returned.
@@ -56,6 +57,7 @@ def parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser,
     main = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_version(main)
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
@@ -69,6 +71,13 @@ def parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser,
         return sub
 
     return main, command
+
+
+def add_version(main: argparse.ArgumentParser) -> None:
+    """`--version`: the template release and commit the project was generated from."""
+    main.add_argument(
+        "--version", action="version", version=f"%(prog)s: generated from {describe()}"
+    )
 
 
 def run(main: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from {{ cookiecutter.package }}_core.registry import champion_version, client, e
 from {{ cookiecutter.package }}_core.shared import CHAMPION, tracking_uri
 
 # Version tags that are lineage written at register time, by section.
-CODE_TAGS = ("git_commit", "git_dirty")
+CODE_TAGS = ("git_commit", "git_dirty", "template")
 DATA_TAGS = ("dvc_data_hash", "data_source")
 PROMOTION_TAGS = ("promoted_at", "promoted_by", "previous_champion")
 # Order of the steps that share a timestamp (the tags have one-second resolution).

@@ -19,6 +19,7 @@ from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.model_source import ARTIFACT_KEY
 from {{ cookiecutter.package }}_core.registry import client, now, triggered_by
 from {{ cookiecutter.package }}_core.shared import CHALLENGER, model_name, tracking_uri
+from {{ cookiecutter.package }}_core.template import describe
 
 from . import lineage
 from .config import Paths, params_hash, read_json, write_json
@@ -45,6 +46,7 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     tags = {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
+        "template": describe(),
         "dvc_data_hash": data_hash,
         "data_source": params["data"]["source"],
         "params_hash": params_hash(model_params),
