@@ -125,10 +125,13 @@ def test_git_url(tmp_path: Path, env: dict[str, str], template_repository: Path)
     assert git("rev-list", "--count", "HEAD", cwd=project).strip() == "1"
 
 
-def cruft_create(template_repository: Path, output: Path, env: dict[str, str]) -> Path:
+def cruft_create(
+    template_repository: Path, output: Path, env: dict[str, str], checkout: str | None = None
+) -> Path:
     # cruft hands the URL to `git clone`, which has no `git+file` transport: plain file:// here.
     url = f"file://{template_repository}"
-    run([tool("cruft"), "create", "--no-input", "--output-dir", str(output), url], output, env)
+    at = ["--checkout", checkout] if checkout else []
+    run([tool("cruft"), "create", "--no-input", *at, "--output-dir", str(output), url], output, env)
     return output / PROJECT
 
 
