@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUILD := build
 PROJECT := shop-recommender
 
-.PHONY: setup demo test test-fast lint docs clean
+.PHONY: setup demo test test-fast lint docs release clean
 
 setup: $(VENV)/.installed
 
@@ -30,8 +30,11 @@ demo: setup
 	$(MAKE) -C $(BUILD)/$(PROJECT) setup demo
 
 # The template's whole test suite: every option bakes, the default bake runs for real.
+# A pass on a clean working tree is recorded in build/tests-passed (the commit tested), which
+# `make release` requires; a dirty tree or a failure records nothing. Exits with pytest's code.
 test: setup $(WITH_NPM)
-	$(BIN)/pytest tests -n 2 --dist loadgroup --durations=30
+	$(PYTHON) scripts/release.py record-tests -- \
+	  $(BIN)/pytest tests -n 2 --dist loadgroup --durations=30
 
 # The fast tier (no end-to-end runs of the baked project): under two minutes on 2 cores.
 test-fast: setup $(WITH_NPM)
@@ -44,6 +47,12 @@ lint: setup
 # The documentation site (tutorial, options, reference, decisions) into build/site.
 docs: setup
 	$(BIN)/mkdocs build --strict
+
+# Tag a release: make release VERSION=x.y.z (docs/releasing.md). Checks VERSION, CHANGELOG.md,
+# a clean tree, a new tag and build/tests-passed for HEAD, then creates the annotated tag
+# vx.y.z; it never pushes. VERSION reaches the script through the environment, unexpanded.
+release:
+	$(PYTHON) scripts/release.py release "$$VERSION"
 
 clean:
 	rm -rf $(BUILD) $(VENV)
