@@ -118,10 +118,12 @@ def assert_refused(repo: Path, result, message: str, before: tuple[str, str, str
 
 
 def next_version(repo: Path, version: str, section: str, link: bool = True) -> None:
-    """Bump VERSION and put `section` (under its heading) below [Unreleased], then commit."""
+    """Bump VERSION and put `section` (under its heading) above the newest release, then commit."""
     (repo / "VERSION").write_text(version + "\n")
     changelog = (repo / "CHANGELOG.md").read_text()
-    changelog = changelog.replace("## [Unreleased]\n", f"## [Unreleased]\n\n{section}\n", 1)
+    # Right above the newest release: [Unreleased] may already list changes.
+    at = changelog.index("\n## [", changelog.index("## [Unreleased]")) + 1
+    changelog = f"{changelog[:at]}{section}\n\n{changelog[at:]}"
     if link:
         changelog = changelog.replace("...HEAD\n", f"...HEAD\n[{version}]: <repo>/v{version}\n", 1)
     (repo / "CHANGELOG.md").write_text(changelog)
