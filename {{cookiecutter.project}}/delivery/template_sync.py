@@ -430,8 +430,8 @@ def push(where: Forge, branch: str) -> None:
                  env=where.auth)  # fmt: skip
     if pushed.returncode:
         hint = (
-            " (a token may not change .github/workflows/ without the `workflows` permission: "
-            "set TEMPLATE_UPDATE_TOKEN, see delivery/README.md)"
+            " (GitHub refuses a change to a workflow file from a token without the `workflows` "
+            "permission: set TEMPLATE_UPDATE_TOKEN, see delivery/README.md)"
             if "workflow" in pushed.stderr
             else ""
         )
