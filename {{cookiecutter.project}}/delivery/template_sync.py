@@ -178,6 +178,8 @@ def link(args: argparse.Namespace) -> int:
         print(f"WARNING: the recorded commit {short(refs[0])} is not in {args.template}")
     elif not FULL_SHA.fullmatch(ref):
         how = f"the release tag {ref} ({TEMPLATE_RECORD} records no commit)"
+    if "://" not in args.template and not re.match(r"[\w.-]+@[\w.-]+:", args.template):
+        print(f"WARNING: {args.template} is a local path: CI cannot reach it (link to a git URL)")
     print(
         f"linked to {args.template} at commit {state['commit']}, {how}.\n"
         f"Next: git add {CRUFT_FILE} && git commit -m 'Link to the template'; "

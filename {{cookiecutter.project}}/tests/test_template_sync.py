@@ -342,7 +342,8 @@ class FakeForge:
     """Pull requests (GitHub) or merge requests (GitLab) of one repository behind their REST
     paths; every call recorded."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, drafts: bool = True):
+        """`drafts=False`: a repository whose plan has no draft pull requests (GitHub)."""
         self.kind, self.requests, self.calls = kind, [], []
         self.token_header, self.token = (
             ("Authorization", "Bearer t0ken") if kind == "github" else ("PRIVATE-TOKEN", "glpat-x")
@@ -373,6 +374,10 @@ class FakeForge:
                     if self.command == "GET":
                         head = asked["head"].removeprefix("acme:")
                         return self.reply(200, [r for r in forge.requests if r["head"] == head])
+                    if sent["draft"] and not drafts:
+                        refused = "Draft pull requests are not supported in this repository."
+                        return self.reply(422, {"message": "Validation Failed",
+                                                "errors": [{"message": refused}]})  # fmt: skip
                     number = len(forge.requests) + 1
                     url = f"https://github.example/acme/shop/pull/{number}"
                     forge.requests.append({**sent, "number": number, "state": "open",
@@ -408,8 +413,8 @@ def remote(tmp_path: Path, path: str) -> tuple[str, Path]:
 
 
 @pytest.fixture
-def github(tmp_path, env):
-    forge = FakeForge("github")
+def github(tmp_path, env, request):
+    forge = FakeForge("github", drafts=getattr(request, "param", True))
     server, bare = remote(tmp_path, "acme/shop")
     settings = {"GITHUB_REPOSITORY": "acme/shop", "GITHUB_TOKEN": "t0ken",
                 "GITHUB_API_URL": forge.url, "GITHUB_SERVER_URL": server}  # fmt: skip
@@ -464,9 +469,11 @@ def test_update_opens_one_pull_request_and_a_second_run_reuses_it(origin, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("github", [True, False], ids=["drafts", "no-drafts"], indirect=True)
 def test_an_update_that_leaves_rejected_hunks_is_a_draft_listing_them(origin, tmp_path, github):
     """The team changed the template's line before its first commit: git has no copy of the
-    template's text to merge with, so cruft leaves the hunk in settings.txt.rej."""
+    template's text to merge with, so cruft leaves the hunk in settings.txt.rej. Where the
+    plan has no drafts, the title says it instead."""
     forge, bare, env = github
     project = project_from(origin, tmp_path, lambda p: edit(p / "settings.txt", "timeout = 10",
                                                             "timeout = 20"))  # fmt: skip
@@ -474,9 +481,12 @@ def test_an_update_that_leaves_rejected_hunks_is_a_draft_listing_them(origin, tm
     result = make(project, "template-update", env=env)
     assert result.code == 0, result.out
     branch = f"template-update/{origin.b[:12]}"
-    assert f"opened the draft request #1 from {branch}" in result.out
     (pull,) = forge.requests
-    assert pull["draft"] is True
+    if pull["draft"]:
+        assert f"opened the draft request #1 from {branch}" in result.out
+    else:
+        assert pull["title"].startswith("[conflicts] Template update:"), pull["title"]
+        assert len(forge.writes()) == 2  # the draft refused, then the pull request
     assert "did not apply cleanly" in pull["body"] and "`settings.txt.rej`" in pull["body"]
     assert "+timeout = 30" in pushed(bare, branch, "settings.txt.rej")
     assert "timeout = 20" in pushed(bare, branch, "settings.txt")  # the team's line kept
@@ -506,3 +516,16 @@ def test_a_conflicting_update_on_gitlab_is_a_draft_merge_request(origin, tmp_pat
     settings = pushed(bare, branch, "settings.txt")
     assert "<<<<<<<" in settings and "timeout = 20" in settings and "timeout = 30" in settings
     assert git(project, "rev-parse", "HEAD") == git(project, "rev-parse", "main")
+
+
+@pytest.mark.slow
+def test_update_without_a_forge_leaves_the_branch_local(origin, tmp_path, env):
+    project = project_from(origin, tmp_path)
+    link(project, origin, env)
+    main_before = git(project, "rev-parse", "main")
+    result = make(project, "template-update", env=env)
+    branch = f"template-update/{origin.b[:12]}"
+    assert result.code == 0 and f"{branch} stays local" in result.out, result.out
+    assert "timeout = 30" in git(project, "show", f"{branch}:settings.txt")
+    assert git(project, "rev-parse", "main") == main_before
+    assert git(project, "symbolic-ref", "--short", "HEAD") == "main"
