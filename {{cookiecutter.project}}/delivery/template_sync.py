@@ -91,8 +91,14 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def cruft_state() -> dict | None:
+    """.cruft.json (None when the project is not linked)."""
     path = ROOT / CRUFT_FILE
-    return read_json(path, "") if path.exists() else None
+    if not path.exists():
+        return None
+    state = read_json(path, "")
+    if not isinstance(state.get("template"), str) or not isinstance(state.get("commit"), str):
+        raise BadInput(f"{CRUFT_FILE} names no template URL and commit: is it cruft's?")
+    return state
 
 
 def newest_commit(template: str) -> str:
@@ -276,11 +282,11 @@ def forge() -> Forge | None:
                 "set GITHUB_TOKEN (or TEMPLATE_UPDATE_TOKEN) and GITHUB_REPOSITORY to push the "
                 "branch and open the pull request"
             )
-        server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
         push_url = f"{server}/{repository}.git"
         return Forge(
             "github",
-            f"{env.get('GITHUB_API_URL', 'https://api.github.com')}/repos/{repository}",
+            f"{env.get('GITHUB_API_URL') or 'https://api.github.com'}/repos/{repository}",
             {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"},
             push_url,
             auth_env(push_url, "x-access-token", token),
