@@ -73,6 +73,7 @@ PAYLOAD = paths(
     # delivery/
     delivery/README.md
     delivery/delivery.py
+    delivery/template_sync.py
 
     # examples/
     examples/online_retail.params.yaml
@@ -223,6 +224,7 @@ PAYLOAD = paths(
     tests/test_registry.py
     tests/test_registry_actions.py
     tests/test_retrain.py
+    tests/test_template_sync.py
     """
 )
 
@@ -238,6 +240,7 @@ GITHUB = paths(
     .github/workflows/model-ci.yml
     .github/workflows/rollback.yml
     .github/workflows/schedules.yml
+    .github/workflows/template-update.yml
     delivery/CI.md
     """
 )

@@ -47,6 +47,8 @@ WRITE_SCOPES = {
     # the cap for the called model-ci.yml, whose pr-comment job declares pull-requests: write
     ("deploy.yml", "model-ci"): {"pull-requests"},
     ("model-ci.yml", "pr-comment"): {"pull-requests"},  # the report comment
+    # the branch `make template-update` pushes and its one pull request
+    ("template-update.yml", "template-update"): {"contents", "pull-requests"},
 }
 # checkov checks skipped by an annotation in a workflow, each with its reason there.
 CHECKOV_SKIPS = {"CKV_GHA_7"}  # workflow_dispatch inputs: the rollback's and the schedules' job
@@ -82,7 +84,7 @@ def triggers(workflow: dict) -> dict:
 def workflows(project: Path) -> dict[str, dict]:
     found = {path.name: load(path) for path in workflow_files(project)}
     assert set(found) == {"code-ci.yml", "model-ci.yml", "schedules.yml", "deploy.yml",
-                          "rollback.yml"}  # fmt: skip
+                          "rollback.yml", "template-update.yml"}  # fmt: skip
     return found
 
 
@@ -431,6 +433,22 @@ def test_schedules_retrain_weekly_monitor_daily_and_export_nightly(workflows):
         assert (weekday != "*") == (job_id == "retrain"), cron  # weekly, the others daily
         assert command in [step.get("run") for step in job["steps"]]
     assert schedules["jobs"]["retrain"]["concurrency"]["group"] == "registry"
+
+
+def test_template_update_runs_weekly_and_by_hand_and_code_ci_checks_the_template(workflows):
+    update = workflows["template-update.yml"]
+    on = triggers(update)
+    assert set(on) == {"schedule", "workflow_dispatch"}
+    (cron,) = [entry["cron"] for entry in on["schedule"]]
+    assert cron.split()[4] != "*", cron  # weekly
+    job = update["jobs"]["template-update"]
+    assert [step["run"] for step in job["steps"] if "run" in step] == ["make template-update"]
+    # The script pushes with the token itself; the three-way merge needs the whole history.
+    assert job["steps"][0]["with"] == {"persist-credentials": False, "fetch-depth": 0}
+    assert job["env"]["TEMPLATE_UPDATE_TOKEN"] == "${{ secrets.TEMPLATE_UPDATE_TOKEN }}"
+    lint = workflows["code-ci.yml"]["jobs"]["lint"]
+    assert "make template-check" in [step.get("run") for step in lint["steps"]]
+    assert lint["permissions"] == {"contents": "read"}
 
 
 def test_rollback_takes_environment_version_and_reason_through_env(workflows):

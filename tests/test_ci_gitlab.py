@@ -78,6 +78,7 @@ CODE_CI = {
     "test",
     "wheels",
     "docs",
+    "template-check",
     "images",
     "security",
     "deps-audit",
@@ -92,6 +93,7 @@ RUN_HERE = [
     "test-package: [training]",
     "wheels",
     "docs",
+    "template-check",
     "security",
     "model-ci",
     "model-comment",
@@ -278,6 +280,20 @@ def test_model_ci_reports_are_kept(document):
     assert job["rules"][1]["variables"]["MODEL_BASE"] == "$CI_MERGE_REQUEST_DIFF_BASE_SHA"
 
 
+def test_the_template_is_checked_in_code_ci_and_updated_on_its_schedule(document):
+    all_jobs = jobs(document)
+    assert all_jobs["template-check"]["script"] == ["make template-check"]
+    update = all_jobs["template-update"]
+    assert update["script"] == ["make template-update"]
+    assert (update["stage"], update["interruptible"]) == ("operate", False)
+    # cruft's three-way merge needs the whole history, not the runner's shallow clone.
+    assert update["variables"]["GIT_DEPTH"] == "0"
+    assert [rule["if"] for rule in update["rules"]] == [
+        '$SCHEDULE == "template-update" && '
+        '($CI_PIPELINE_SOURCE == "schedule" || $CI_PIPELINE_SOURCE == "web")'
+    ]
+
+
 def test_caches_are_keyed_on_the_lock_files(document):
     for name, job in jobs(document).items():
         caches = job.get("cache", [])
@@ -336,7 +352,7 @@ def test_the_default_branch_deploys_through_the_environments(rules_bake):
     assert "model-comment" not in found
 
 
-@pytest.mark.parametrize("job", ["retrain", "monitor", "batch-recommend"])
+@pytest.mark.parametrize("job", ["retrain", "monitor", "batch-recommend", "template-update"])
 def test_a_schedule_runs_its_job_only(rules_bake, job):
     project, _ = rules_bake
     source = ["--variable", "CI_PIPELINE_SOURCE=schedule", "--variable", f"SCHEDULE={job}"]
