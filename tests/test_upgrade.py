@@ -3,12 +3,15 @@ older commit of the template (a fixture tag in a temporary template repository),
 its team would change it, is brought to the template's newest commit by `cruft update`. The
 update applies cleanly, the team's changes survive, no `.rej` file is left, the changes to the
 payload and to the vendored modules (k8s, ansible, ci) arrive, and the upgraded project passes
-its fast tests. Slow: it installs the project.
+its fast tests. A project made by plain `cookiecutter` at the same tag is linked with
+`make template-link` at the commit it records, and the same update then reaches it. Slow: it
+installs the project.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from conftest import (
     write_cookiecutter_config,
 )
 from test_generation_sources import (
+    PROJECT,
     cruft_create,
     git,
     head,
@@ -197,3 +201,38 @@ def test_the_upgraded_project_passes_its_fast_tests(upgraded: Path):
     assert " passed" in result.stdout and " failed" not in result.stdout
     ours = run([".venv/bin/pytest", USER_TEST, "-q"], cwd=upgraded)
     assert "1 passed" in ours.stdout
+
+
+# --- A project made with plain cookiecutter: linked at its commit, then updated -------------------
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory, template: Path, env) -> Path:
+    """A project made by plain `cookiecutter` at the fixture tag, then `make template-link`ed."""
+    output = tmp_path_factory.mktemp("plain-project")
+    url = f"git+file://{template}"
+    run([tool("cookiecutter"), "--no-input", "--checkout", OLD_TAG, "-o", str(output), url],
+        output, env)  # fmt: skip
+    project = output / PROJECT
+    assert recorded_template(project)["commit"] == head_of(template, OLD_TAG)
+    # uv's own cache, so the cruft tool environment is not downloaded again under the test HOME.
+    uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
+    linking = {**env, "UV_CACHE_DIR": uv_cache}
+    make(project, "template-link", f"TEMPLATE=file://{template}", env=linking)
+    git("add", ".cruft.json", cwd=project)
+    git("commit", "--quiet", "-m", "Link to the template", cwd=project)
+    return project
+
+
+def test_a_linked_project_starts_from_the_commit_it_was_made_from(linked: Path, template: Path):
+    state = json.loads((linked / ".cruft.json").read_text())
+    assert state["commit"] == head_of(template, OLD_TAG)  # not the template's newest commit
+    behind = make(linked, "template-check", "STRICT=1", check=False)
+    assert behind.returncode != 0 and "Error 3" in behind.stderr, behind.stdout + behind.stderr
+
+
+def test_the_update_then_arrives_in_a_linked_project(linked: Path, template: Path, env):
+    run([tool("cruft"), "update", "--skip-apply-ask"], cwd=linked, env=env)
+    assert json.loads((linked / ".cruft.json").read_text())["commit"] == head(template)
+    for relative, line in ARRIVED.items():
+        assert line in (linked / relative).read_text(), f"{relative}: the update did not arrive"
