@@ -45,15 +45,10 @@ def run_stage(args: argparse.Namespace) -> None:
 
 def promote(args: argparse.Namespace) -> None:
     from .gate import promote_if_better
+    from .gate_report import explain, outcome
 
     decision = promote_if_better(load_params(args.params), PROJECT)
-    if decision["champion_moved"]:
-        print(f"promoted version {decision['version']} to champion: {decision['reason']}")
-    else:
-        print(
-            f"version {decision['version']} passed the gate ({decision['reason']}) and waits as "
-            f"challenger: make approve VERSION={decision['version']} REASON=..."
-        )
+    print("\n".join([*explain(decision), outcome(decision)]))
 
 
 def pipeline(args: argparse.Namespace) -> int:
@@ -102,7 +97,7 @@ def retrain(args: argparse.Namespace) -> int:
         print(f"v{decision['version']} passed the gate and is the champion")
     else:
         print(
-            f"v{decision['version']} passed the gate and waits as challenger: "
+            f"v{decision['version']} passed the gate and waits for approval as challenger: "
             f"make approve VERSION={decision['version']} REASON=..."
         )
     _name_uncommitted(uncommitted_outputs(PROJECT))

@@ -43,6 +43,7 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
     model_params = {key: params[key] for key in ("matrix", "model", "artifact", "split")}
     primary = metrics["models"][model]["warm"]
+    split = metrics.get("split") or {}
     tags = {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
@@ -53,6 +54,9 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "model": model,
         "triggered_by": actor,
         "trigger": trigger,
+        # The test split the metric.* tags were scored on: the gate names it when it compares
+        # a later candidate with this version re-scored on the later split.
+        "split_cutoff": str(split.get("cutoff")),
     }
     with mlflow.start_run(run_name=f"{model}-{data_hash[:8]}") as run:
         mlflow.set_tags(tags)
