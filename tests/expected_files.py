@@ -202,6 +202,7 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/register.py
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
+    packages/training/tests/test_apply_params.py
     packages/training/tests/test_gate_report.py
     packages/training/tests/test_lineage.py
     packages/training/tests/test_online_retail.py

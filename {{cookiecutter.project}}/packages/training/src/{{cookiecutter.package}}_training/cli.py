@@ -126,13 +126,11 @@ def generate_data(args: argparse.Namespace) -> None:
 
 
 def apply_params(args: argparse.Namespace) -> None:
-    import yaml
-
-    from .config import merge_params
+    from .config import merge_params_file
 
     overlay = load_params(args.overlay)
-    merged = merge_params(load_params(args.params), overlay)
-    args.params.write_text(yaml.safe_dump(merged, sort_keys=False))
+    load_params(args.params)  # a missing or malformed params file is bad input, as everywhere
+    merge_params_file(args.params, overlay)
     print(f"merged {', '.join(overlay)} from {args.overlay} into {args.params}")
 
 
