@@ -196,6 +196,7 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/gate.py
     packages/training/src/shop_recommender_training/gate_report.py
     packages/training/src/shop_recommender_training/lineage.py
+    packages/training/src/shop_recommender_training/model_code.py
     packages/training/src/shop_recommender_training/model_stages.py
     packages/training/src/shop_recommender_training/pipeline.py
     packages/training/src/shop_recommender_training/pyfunc.py
