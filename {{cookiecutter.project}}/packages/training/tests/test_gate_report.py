@@ -86,6 +86,7 @@ def test_a_failed_lift_says_by_how_much_the_best_candidate_and_what_to_try():
     assert "matrix.weighting" in advice and "matrix.event_weights" in advice
     assert "gate.min_lift_over_popularity (4.0)" in advice
     assert "a model no better than popularity is not served" in advice
+    assert "another candidate" not in advice  # ease is the best one
     assert "make tune" not in printed  # not built: the advice names only what exists
     assert "there is no champion yet" in printed
 
@@ -100,6 +101,7 @@ def test_a_better_candidate_is_named_and_a_champion_drop_names_its_threshold():
     )
     printed = text(decision)
     assert "(0.0900 at registration, on the same split)" in printed
+    assert "itemknn scored 0.0880 (3.44x popularity) on this split and would pass" in printed
     assert "set model.name: itemknn in params.yaml" in printed
     assert "gate.max_drop_vs_champion (0.005)" in printed
     assert "champion v2 keeps serving" in printed

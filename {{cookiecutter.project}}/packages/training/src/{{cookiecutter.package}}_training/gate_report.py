@@ -15,13 +15,15 @@ def advice(decision: dict[str, Any], params: dict[str, Any]) -> list[str]:
     model, metric, best = decision["model"], decision["metric"], decision["best_candidate"]
     failed = {check["check"] for check in decision["checks"] if not check["passed"]}
     tips = []
-    if best != model and decision["candidates"][best] > decision["candidate"]:
-        lift = (
-            decision["candidates"][best] / decision["popularity"] if decision["popularity"] else 0
-        )
+    value = decision["candidates"][best]
+    if best != model and value > decision["candidate"]:
+        lift = value / decision["popularity"] if decision["popularity"] else float("inf")
+        required = [check["required"] for check in decision["checks"]]
+        passes = all(value >= bar for bar in required)
+        verdict = "would pass this gate" if passes else "would fail this gate too"
         tips.append(
-            f"another candidate: {best} scored {decision['candidates'][best]:.4f} "
-            f"({lift:.2f}x popularity) on this split; set model.name: {best} in params.yaml"
+            f"another candidate: {best} scored {value:.4f} ({lift:.2f}x popularity) on this "
+            f"split and {verdict}; set model.name: {best} in params.yaml"
         )
     settings = params["model"].get(model) or {}
     listed = ", ".join(f"{key}={value}" for key, value in settings.items()) or "its defaults"
