@@ -195,13 +195,17 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/data_stages.py
     packages/training/src/shop_recommender_training/evaluation.py
     packages/training/src/shop_recommender_training/gate.py
+    packages/training/src/shop_recommender_training/gate_report.py
     packages/training/src/shop_recommender_training/lineage.py
+    packages/training/src/shop_recommender_training/model_code.py
     packages/training/src/shop_recommender_training/model_stages.py
     packages/training/src/shop_recommender_training/pipeline.py
     packages/training/src/shop_recommender_training/pyfunc.py
     packages/training/src/shop_recommender_training/register.py
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
+    packages/training/tests/test_apply_params.py
+    packages/training/tests/test_gate_report.py
     packages/training/tests/test_lineage.py
     packages/training/tests/test_online_retail.py
     packages/training/tests/test_synthetic.py

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -123,8 +124,23 @@ def test_failing_gate_leaves_the_champion_unchanged(project, golden_path):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         result = make(project, "pipeline", check=False)
-        assert result.returncode != 0
-        assert "GATE FAILED" in result.stderr
+        # make exits 2 for any failed recipe and names the command's own code: the gate's 3,
+        # not DVC's 255 (the project README's "Exit codes")...
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert re.search(r"\bpipeline\] Error 3$", result.stderr, re.M), result.stderr
+        assert "GATE FAILED" in result.stderr and "what to try:" in result.stderr
+        assert "gate.min_lift_over_popularity (100.0)" in result.stderr
+        # ...and the command it runs (`make -n` prints it), as CI and Jobs run it, exits 3.
+        command = make(project, "-n", "pipeline").stdout.strip()
+        # The shell conftest's `make` gives the project: not this run's venv or registry.
+        shell = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
+        shell.pop("MLFLOW_TRACKING_URI", None)
+        shell["DVC_NO_ANALYTICS"] = "1"
+        direct = subprocess.run(
+            command, shell=True, cwd=project, env=shell, capture_output=True, text=True
+        )
+        assert direct.returncode == 3, direct.stdout + direct.stderr
+        assert "GATE FAILED" in direct.stderr
         record = champion(project)
         assert record["version"] == "1"
         log = (project / "logs" / "promotions.jsonl").read_text().splitlines()

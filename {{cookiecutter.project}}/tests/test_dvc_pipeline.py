@@ -8,6 +8,7 @@ and push/pull to the local remote.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,14 @@ def test_a_failed_gate_reaches_the_caller_as_exit_3(scratch_project):
         result = run([TRAIN, "pipeline"], scratch_project, check=False)
         assert result.returncode == 3, result.stdout + result.stderr
         assert "GATE FAILED" in result.stderr and "below the required 100.0x" in result.stderr
+        assert "what to try:" in result.stderr and "gate.min_lift_over_popularity" in result.stderr
+        # `make pipeline` runs that command: make names its code (3, not DVC's 255) and exits
+        # 2, as make does for any failed recipe (the README's "Exit codes").
+        made = run(["make", "pipeline", f"TRAIN={TRAIN}"], scratch_project, check=False)
+        assert made.returncode == 2, made.stdout + made.stderr
+        assert "GATE FAILED" in made.stderr and "below the required 100.0x" in made.stderr
+        assert re.search(r"\bpipeline\] Error 3$", made.stderr, re.M), made.stderr
+        assert "Error 255" not in made.stderr
         after = registry(scratch_project).get_model_version_by_alias(MODEL_NAME, "champion")
         assert after.version == champion.version
     finally:

@@ -15,7 +15,9 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 def make_artifact(popular: list[int] | None = None, name: str = "v1") -> ServingArtifact:
-    """Two users, four items; scores chosen so every expected answer is unambiguous."""
+    """Two users, four items; scores chosen so every expected answer is unambiguous (the
+    popularity fallback's: 1.0, 0.75, 0.5, 0.25 down its ranking)."""
+    popular_items = np.array(popular or [1, 0, 3, 2], dtype=np.int32)
     return ServingArtifact(
         user_ids=np.array(["u1", "u2"]),
         item_ids=np.array(["a", "b", "c", "d"]),
@@ -24,7 +26,8 @@ def make_artifact(popular: list[int] | None = None, name: str = "v1") -> Serving
         user_top_scores=np.array([[0.9, 0.5, 0.1], [0.8, 0.2, -np.inf]], dtype=np.float32),
         similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
         similar_scores=np.array([[0.9, 0.3], [0.8, 0.4], [0.9, 0.2], [0.8, 0.1]], np.float32),
-        popular_items=np.array(popular or [1, 0, 3, 2], dtype=np.int32),
+        popular_items=popular_items,
+        popular_scores=(1 - np.arange(len(popular_items)) / len(popular_items)).astype(np.float32),
         metadata={"model": name},
     )
 

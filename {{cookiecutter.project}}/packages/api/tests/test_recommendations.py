@@ -35,7 +35,8 @@ def test_unknown_user_falls_back_to_popularity(client, app):
     body = response.get_json()
     assert response.status_code == 200
     assert body["strategy"] == "popularity"
-    assert items_of(body) == [("b", 0.0), ("a", 0.0), ("d", 0.0)]
+    # The popularity model's scores, not 0.0 for every item.
+    assert items_of(body) == [("b", 1.0), ("a", 0.75), ("d", 0.5)]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'recommender_fallbacks_total{route="/v1/users/<user_id>/recommendations"} 1.0' in metrics
 
@@ -83,7 +84,7 @@ def test_session_without_known_items_falls_back_to_the_user(client):
 def test_session_without_known_items_or_user_falls_back_to_popularity(client):
     body = post(client, {"items": [], "k": 2}).get_json()
     assert body["strategy"] == "popularity"
-    assert items_of(body) == [("b", 0.0), ("a", 0.0)]
+    assert items_of(body) == [("b", 1.0), ("a", 0.75)]
     # One known item is enough for a session answer, which never repeats the session's items.
     body = post(client, {"items": ["zz", "b"], "k": 2, "user_id": None}).get_json()
     assert body["strategy"] == "session"
@@ -101,4 +102,4 @@ def test_batch_answers_each_user(client):
         ("nobody", "popularity"),
     ]
     assert items_of(body["results"][0]) == [("c", 0.9), ("b", 0.5)]
-    assert items_of(body["results"][1]) == [("b", 0.0), ("a", 0.0)]
+    assert items_of(body["results"][1]) == [("b", 1.0), ("a", 0.75)]

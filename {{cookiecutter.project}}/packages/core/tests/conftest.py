@@ -33,6 +33,7 @@ def artifact(with_lookups) -> ServingArtifact:
             similar_items=np.array([[2, 1], [3, 0], [0, 1], [1, 2]], dtype=np.int32),
             similar_scores=np.ones((4, 2), dtype=np.float32),
             popular_items=np.array([1, 0, 3, 2], dtype=np.int32),
+            popular_scores=np.array([1.0, 0.75, 0.5, 0.25], dtype=np.float32),
             metadata={"model": "ease"},
         )
     )

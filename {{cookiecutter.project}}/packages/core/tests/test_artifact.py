@@ -1,5 +1,6 @@
 """The serving artifact: round trip, checksum and consistency checks, lookups and filters."""
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -19,7 +20,8 @@ def test_one_id_lookups_agree_with_the_bulk_ones(artifact):
 def test_round_trip_keeps_every_array(artifact, tmp_path):
     manifest = artifact.save(tmp_path / "model")
     loaded = ServingArtifact.load(tmp_path / "model")
-    for name in ("user_ids", "item_ids", "user_top_items", "user_top_scores", "popular_items"):
+    names = ("user_ids", "item_ids", "user_top_items", "user_top_scores", "popular_items")
+    for name in (*names, "popular_scores"):
         assert np.array_equal(getattr(loaded, name), getattr(artifact, name))
     assert loaded.metadata == {"model": "ease"}
     assert manifest["n_users"] == 2 and manifest["top_n"] == 3
@@ -93,9 +95,49 @@ def test_known_user_gets_personalised_items_in_order(artifact):
     assert answer.scores == pytest.approx([0.9, 0.5])
 
 
-def test_unknown_user_gets_popularity(artifact):
+def test_unknown_user_gets_popularity_with_its_scores(artifact):
     answer = artifact.recommend("stranger", k=3)
     assert answer.items == ["b", "a", "d"] and answer.strategy == "popularity"
+    assert answer.scores == pytest.approx([1.0, 0.75, 0.5])
+    filtered = artifact.recommend("stranger", k=3, exclude={"a"}, category="hats")
+    assert filtered.items == ["b", "d"] and filtered.scores == pytest.approx([1.0, 0.5])
+
+
+def test_an_artifact_of_format_1_loads_and_its_fallback_scores_are_zero(artifact, tmp_path):
+    """Format 1 (before `popular_scores`) still loads: a champion written by the previous
+    release keeps serving."""
+    folder = tmp_path / "model"
+    artifact.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]["popular_scores.npy"]
+    (folder / "popular_scores.npy").unlink()
+    manifest["format_version"] = 1
+    manifest["checksum"] = _checksum(manifest["files"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    loaded = ServingArtifact.load(folder)
+    answer = loaded.recommend("stranger", k=2)
+    assert answer.items == ["b", "a"] and answer.scores == [0.0, 0.0]
+
+
+def test_an_unknown_format_is_refused_with_the_formats_this_code_reads(artifact, tmp_path):
+    folder = tmp_path / "model"
+    artifact.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"format_version 99, this code reads formats 1, 2"):
+        ServingArtifact.load(folder)
+    # Format 2 requires the scores: one without them is incomplete.
+    manifest["format_version"] = 2
+    del manifest["files"]["popular_scores.npy"]
+    manifest["checksum"] = _checksum(manifest["files"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"missing array file popular_scores\.npy"):
+        ServingArtifact.load(folder)
+
+
+def _checksum(files: dict) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def test_exclude_and_category_filters_and_padding(artifact):
@@ -121,7 +163,8 @@ def test_rank_row_gives_positions_and_scores(artifact):
     assert items.tolist() == [0, 3] and strategy == "personalized"
     assert scores.tolist() == pytest.approx([0.8, 0.2])
     items, scores, strategy = artifact.rank_row(-1, k=2)
-    assert items.tolist() == [1, 0] and scores is None and strategy == "popularity"
+    assert items.tolist() == [1, 0] and strategy == "popularity"
+    assert scores.tolist() == pytest.approx([1.0, 0.75])
 
 
 def test_top_items_for_users_mixes_known_and_unknown(artifact):

@@ -415,7 +415,7 @@ def _part_rows(files: dict[str, dict[str, Any]], pattern: re.Pattern[str]) -> in
 def _table(
     users: pa.Array,
     item_ids: pa.Array,
-    ranked: list[tuple[np.ndarray, np.ndarray | None, str]],
+    ranked: list[tuple[np.ndarray, np.ndarray, str]],
     request: dict[str, Any],
 ) -> pa.Table:
     """One row per (user, rank), built from item positions: no Python object per row.
@@ -423,7 +423,7 @@ def _table(
     counts = np.array([len(items) for items, _, _ in ranked], dtype=np.int64)
     total = int(counts.sum())
     items = np.concatenate([items for items, _, _ in ranked])
-    scores = [s if s is not None else np.zeros(len(i), np.float32) for i, s, _ in ranked]
+    scores = [row_scores for _, row_scores, _ in ranked]  # the fallback too: popularity's
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     return pa.table(
         {

@@ -25,7 +25,10 @@ import numpy as np
 
 from .cli import BadInput
 
-FORMAT_VERSION = 1
+# 2 added `popular_scores`. An artifact of format 1 still loads: its popularity answers carry
+# score 0.0, as they did when it was written.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 # name -> (dtype kind, number of dimensions); dtype kind "U" is a fixed-width unicode string.
 ARRAYS: dict[str, tuple[str, int]] = {
@@ -37,7 +40,10 @@ ARRAYS: dict[str, tuple[str, int]] = {
     "similar_items": ("i", 2),
     "similar_scores": ("f", 2),
     "popular_items": ("i", 1),
+    "popular_scores": ("f", 1),
 }
+# Arrays a format before the one named does not have.
+ADDED_IN_FORMAT = {"popular_scores": 2}
 
 
 class ArtifactError(BadInput, ValueError):
@@ -69,6 +75,9 @@ class ServingArtifact:
     similar_items: np.ndarray
     similar_scores: np.ndarray
     popular_items: np.ndarray
+    # The popularity model's score of each of `popular_items`; None (an artifact of format 1,
+    # or one built without them): 0.0 for each.
+    popular_scores: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # id -> position, once `index_ids` has built them; binary searches until then.
     _user_rows: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
@@ -77,6 +86,9 @@ class ServingArtifact:
     )
 
     def __post_init__(self) -> None:
+        if self.popular_scores is None:
+            zeros = np.zeros(len(self.popular_items), dtype=np.float32)
+            object.__setattr__(self, "popular_scores", zeros)
         self.check_consistency()
 
     # -- lookups -------------------------------------------------------------------------
@@ -138,8 +150,7 @@ class ServingArtifact:
         `rank_row`: one ranking for both."""
         row = self.user_row(user_id)
         items, scores, strategy = self.rank_row(row, k, exclude, category, unavailable)
-        picked_scores = scores.tolist() if scores is not None else [0.0] * len(items)
-        return Recommendations(self.item_ids[items].tolist(), picked_scores, strategy)
+        return Recommendations(self.item_ids[items].tolist(), scores.tolist(), strategy)
 
     def rank_row(
         self,
@@ -148,18 +159,22 @@ class ServingArtifact:
         exclude: frozenset[str] | set[str] = frozenset(),
         category: str | None = None,
         unavailable: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    ) -> tuple[np.ndarray, np.ndarray, str]:
         """The ranking behind `recommend`, for the user at `row` of `user_ids` (-1: a user the
-        model has not seen): positions in `item_ids`, their scores (None for popularity) and the
-        strategy. Batch jobs use it to build columns without Python strings."""
+        model has not seen): positions in `item_ids`, their scores (for popularity, the
+        popularity model's) and the strategy. Batch jobs use it to build columns without Python
+        strings."""
+        scores: np.ndarray
         if row >= 0:
             candidates, scores = self.user_top_items[row], self.user_top_scores[row]
             strategy = "personalized"
         else:
-            candidates, scores, strategy = self.popular_items, None, "popularity"
+            assert self.popular_scores is not None  # filled in by __post_init__
+            candidates, scores = self.popular_items, self.popular_scores
+            strategy = "popularity"
         if len(candidates) and candidates[-1] < 0:  # a short list, padded with -1
             candidates = candidates[: int(np.argmax(candidates < 0))]
-            scores = scores[: len(candidates)] if scores is not None else None
+            scores = scores[: len(candidates)]
         chosen: slice | np.ndarray
         if not exclude and category is None and unavailable is None:
             chosen = slice(0, k)  # the API's hot path: no filter, the first k are the answer
@@ -173,7 +188,7 @@ class ServingArtifact:
             if unavailable is not None:
                 keep &= ~unavailable[candidates]
             chosen = np.flatnonzero(keep)[:k]
-        return candidates[chosen], (scores[chosen] if scores is not None else None), strategy
+        return candidates[chosen], scores[chosen], strategy
 
     def recommend_session(
         self, items: Sequence[str], k: int = 10, user_id: str | None = None
@@ -269,6 +284,8 @@ class ServingArtifact:
         for name in ARRAYS:
             filename = f"{name}.npy"
             expected = manifest["files"].get(filename)
+            if expected is None and manifest["format_version"] < ADDED_IN_FORMAT.get(name, 1):
+                continue  # written before this array existed
             path = directory / filename
             if expected is None or not path.is_file():
                 raise ArtifactError(f"{directory}: missing array file {filename}")
@@ -298,6 +315,11 @@ class ServingArtifact:
             (self.similar_scores.shape == self.similar_items.shape, "similar scores shape"),
             (len(self.item_categories) == n_items, "item_categories length != number of items"),
             (len(self.popular_items) > 0 or n_items == 0, "empty popularity fallback"),
+            (
+                self.popular_scores is not None
+                and self.popular_scores.shape == self.popular_items.shape,
+                "popular_scores length != length of popular_items",
+            ),
             (_is_sorted_unique(self.user_ids), "user_ids must be sorted and unique"),
             (_is_sorted_unique(self.item_ids), "item_ids must be sorted and unique"),
         ]
@@ -320,10 +342,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ArtifactError(f"{path}: invalid JSON: {error}") from error
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_FORMATS:
         raise ArtifactError(
-            f"{path}: format_version {manifest.get('format_version')!r}, "
-            f"this code reads {FORMAT_VERSION}"
+            f"{path}: format_version {manifest.get('format_version')!r}, this code reads "
+            f"formats {', '.join(map(str, READABLE_FORMATS))}"
         )
     if _files_checksum(manifest.get("files", {})) != manifest.get("checksum"):
         raise ArtifactError(f"{path}: manifest checksum does not match its file list")

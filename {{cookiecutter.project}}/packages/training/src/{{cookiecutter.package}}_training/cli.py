@@ -45,15 +45,10 @@ def run_stage(args: argparse.Namespace) -> None:
 
 def promote(args: argparse.Namespace) -> None:
     from .gate import promote_if_better
+    from .gate_report import explain, outcome
 
     decision = promote_if_better(load_params(args.params), PROJECT)
-    if decision["champion_moved"]:
-        print(f"promoted version {decision['version']} to champion: {decision['reason']}")
-    else:
-        print(
-            f"version {decision['version']} passed the gate ({decision['reason']}) and waits as "
-            f"challenger: make approve VERSION={decision['version']} REASON=..."
-        )
+    print("\n".join([*explain(decision), outcome(decision)]))
 
 
 def pipeline(args: argparse.Namespace) -> int:
@@ -102,7 +97,7 @@ def retrain(args: argparse.Namespace) -> int:
         print(f"v{decision['version']} passed the gate and is the champion")
     else:
         print(
-            f"v{decision['version']} passed the gate and waits as challenger: "
+            f"v{decision['version']} passed the gate and waits for approval as challenger: "
             f"make approve VERSION={decision['version']} REASON=..."
         )
     _name_uncommitted(uncommitted_outputs(PROJECT))
@@ -131,13 +126,11 @@ def generate_data(args: argparse.Namespace) -> None:
 
 
 def apply_params(args: argparse.Namespace) -> None:
-    import yaml
-
-    from .config import merge_params
+    from .config import merge_params_file
 
     overlay = load_params(args.overlay)
-    merged = merge_params(load_params(args.params), overlay)
-    args.params.write_text(yaml.safe_dump(merged, sort_keys=False))
+    load_params(args.params)  # a missing or malformed params file is bad input, as everywhere
+    merge_params_file(args.params, overlay)
     print(f"merged {', '.join(overlay)} from {args.overlay} into {args.params}")
 
 

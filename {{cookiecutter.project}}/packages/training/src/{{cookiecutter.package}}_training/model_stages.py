@@ -60,7 +60,7 @@ def build_artifact(
     model: Any,
     interactions: InteractionMatrix,
     categories: np.ndarray,
-    popular: np.ndarray,
+    popular: tuple[np.ndarray, np.ndarray],
     params: dict[str, Any],
 ) -> ServingArtifact:
     X = interactions.matrix
@@ -77,7 +77,8 @@ def build_artifact(
         user_top_scores=top_scores.astype(np.float32),
         similar_items=similar_items.astype(np.int32),
         similar_scores=similar_scores.astype(np.float32),
-        popular_items=popular,
+        popular_items=popular[0],
+        popular_scores=popular[1],
         metadata={
             "model": name,
             "estimator": type(model).__name__,
@@ -118,9 +119,11 @@ def _categories_for(item_ids: np.ndarray, items: pd.DataFrame) -> np.ndarray:
     return categories.to_numpy(dtype=str)
 
 
-def _popularity_ranking(X: sparse.csr_matrix) -> np.ndarray:
-    """Every item, most popular first: the fallback for users the model has not seen."""
+def _popularity_ranking(X: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Every item, most popular first, with the popularity model's scores: the fallback for
+    users the model has not seen, answered with those scores."""
     model = PopularityRecommender().fit(X)
     empty = sparse.csr_matrix((1, X.shape[1]), dtype=X.dtype)
-    ranked, _ = model.recommend(empty, k=X.shape[1], exclude_seen=False)
-    return ranked[0][ranked[0] >= 0].astype(np.int32)
+    ranked, scores = model.recommend(empty, k=X.shape[1], exclude_seen=False)
+    keep = ranked[0] >= 0
+    return ranked[0][keep].astype(np.int32), scores[0][keep].astype(np.float32)

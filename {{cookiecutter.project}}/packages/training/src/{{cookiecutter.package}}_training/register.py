@@ -23,7 +23,7 @@ from {{ cookiecutter.package }}_core.template import describe
 
 from . import lineage
 from .config import Paths, params_hash, read_json, write_json
-from .pyfunc import INPUT_EXAMPLE, SIGNATURE, RecommenderModel
+from .pyfunc import INPUT_EXAMPLE, SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
     model_params = {key: params[key] for key in ("matrix", "model", "artifact", "split")}
     primary = metrics["models"][model]["warm"]
+    split = metrics.get("split") or {}
     tags = {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
@@ -53,6 +54,9 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
         "model": model,
         "triggered_by": actor,
         "trigger": trigger,
+        # The test split the metric.* tags were scored on: the gate names it when it compares
+        # a later candidate with this version re-scored on the later split.
+        "split_cutoff": str(split.get("cutoff")),
     }
     with mlflow.start_run(run_name=f"{model}-{data_hash[:8]}") as run:
         mlflow.set_tags(tags)
@@ -93,16 +97,20 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
 
 
 def log_serving_model(artifact_path: Path, name: str) -> ModelInfo:
-    """Log a serving artifact as a pyfunc model in the active run and register it as `name`."""
+    """Log a serving artifact as a pyfunc model in the active run and register it as `name`.
+
+    The model is logged from code (`model_code.py`), not as a pickled object, and with its
+    environment spelled out (`conda_env`), so MLflow neither warns about pickle nor guesses
+    pip's version (pip is not installed in a uv environment)."""
     return mlflow.pyfunc.log_model(
         name="recommender",
-        python_model=RecommenderModel(),
+        python_model=str(Path(__file__).with_name("model_code.py")),
         artifacts={ARTIFACT_KEY: str(artifact_path)},
         signature=SIGNATURE,
         input_example=INPUT_EXAMPLE,
         registered_model_name=name,
         code_paths=_package_dirs(),
-        pip_requirements=_pip_requirements(),
+        conda_env=_environment(),
     )
 
 
@@ -139,13 +147,29 @@ def _package_dirs() -> list[str]:
     return [str(Path(core_init).parent), str(Path(__file__).parent)]
 
 
-def _pip_requirements() -> list[str]:
-    # Listed explicitly: MLflow's inference would load the model in a subprocess to find them.
+def _environment() -> dict[str, Any]:
+    """The model's environment as MLflow records it (conda.yaml, requirements.txt).
+
+    Listed explicitly: MLflow's inference would load the model in a subprocess to find the
+    packages, and left to itself it asks pip for its version, which a uv environment does not
+    have (a warning on every register). pip comes unpinned, as MLflow writes it then."""
+    import platform
+
     import yaml
 
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"numpy=={np.__version__}",
-        f"pandas=={pd.__version__}",
-        f"pyyaml=={yaml.__version__}",
-    ]
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [
+            f"python={platform.python_version()}",
+            "pip",
+            {
+                "pip": [
+                    f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}",
+                    f"pandas=={pd.__version__}",
+                    f"pyyaml=={yaml.__version__}",
+                ]
+            },
+        ],
+    }
