@@ -23,6 +23,7 @@ import yaml
 from {{ cookiecutter.package }}_batch.cli import main as batch_main
 from {{ cookiecutter.package }}_core import registry
 from {{ cookiecutter.package }}_core.shared import CHALLENGER, CHAMPION, ExitCode, model_name
+from {{ cookiecutter.package }}_core.template import describe
 from {{ cookiecutter.package }}_registry import actions
 from {{ cookiecutter.package }}_registry.cli import main
 from {{ cookiecutter.package }}_training import gate, lineage, register
@@ -313,7 +314,7 @@ def test_audit_traces_every_link_of_a_version(project, capsys, tmp_path):
     assert report["training_run"]["triggered_by"] == tags["triggered_by"]
     commit, dirty = lineage.git_commit(paths.root)
     assert len(commit) == 40 and not dirty
-    assert report["code"] == {"git_commit": commit, "git_dirty": "false"}
+    assert report["code"] == {"git_commit": commit, "git_dirty": "false", "template": describe()}
     data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
     assert report["data"] == {"dvc_data_hash": data_hash, "data_source": params["data"]["source"]}
     assert report["params"]["params_hash"] == tags["params_hash"]
