@@ -80,8 +80,9 @@ def assert_composed(project: Path, from_clone: bool, commit: str) -> None:
     }
 
 
-def head(repository: Path) -> str:
-    return git("rev-parse", "HEAD", cwd=repository).strip()
+def head(repository: Path, ref: str = "HEAD") -> str:
+    """The commit `ref` (a branch, a tag) names in `repository`."""
+    return git("rev-parse", f"{ref}^{{commit}}", cwd=repository).strip()
 
 
 @pytest.fixture(scope="module")

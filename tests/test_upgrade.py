@@ -140,7 +140,7 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory, template: Path, env) -> P
     """A project made at the fixture tag, changed by its team, then `cruft update`d."""
     output = tmp_path_factory.mktemp("upgrade-project")
     project = cruft_create(template, output, env, checkout=OLD_TAG)
-    assert json.loads((project / ".cruft.json").read_text())["commit"] == head_of(template, OLD_TAG)
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == head(template, OLD_TAG)
     for relative, old, new in USER_CHANGES:
         edit(project / relative, old, new)
     (project / USER_TEST).write_text(USER_TEST_TEXT)
@@ -156,10 +156,6 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory, template: Path, env) -> P
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     workspace = tmp_path_factory.mktemp("upgrade-env")
     return isolated_env(workspace / "home", write_cookiecutter_config(workspace / "cookiecutter"))
-
-
-def head_of(repository: Path, ref: str) -> str:
-    return git("rev-parse", f"{ref}^{{commit}}", cwd=repository).strip()
 
 
 def test_the_update_reaches_the_newest_commit(upgraded: Path, template: Path):
@@ -214,7 +210,7 @@ def linked(tmp_path_factory: pytest.TempPathFactory, template: Path, env) -> Pat
     run([tool("cookiecutter"), "--no-input", "--checkout", OLD_TAG, "-o", str(output), url],
         output, env)  # fmt: skip
     project = output / PROJECT
-    assert recorded_template(project)["commit"] == head_of(template, OLD_TAG)
+    assert recorded_template(project)["commit"] == head(template, OLD_TAG)
     # uv's own cache, so the cruft tool environment is not downloaded again under the test HOME.
     uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
     linking = {**env, "UV_CACHE_DIR": uv_cache}
@@ -226,7 +222,7 @@ def linked(tmp_path_factory: pytest.TempPathFactory, template: Path, env) -> Pat
 
 def test_a_linked_project_starts_from_the_commit_it_was_made_from(linked: Path, template: Path):
     state = json.loads((linked / ".cruft.json").read_text())
-    assert state["commit"] == head_of(template, OLD_TAG)  # not the template's newest commit
+    assert state["commit"] == head(template, OLD_TAG)  # not the template's newest commit
     behind = make(linked, "template-check", "STRICT=1", check=False)
     assert behind.returncode != 0 and "Error 3" in behind.stderr, behind.stdout + behind.stderr
 
