@@ -41,6 +41,7 @@ PAYLOAD = paths(
     Makefile
     README.md
     dvc.yaml
+    params.tuned.yaml
     params.yaml
     pyproject.toml
 
@@ -204,11 +205,13 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/register.py
     packages/training/src/shop_recommender_training/retrain.py
     packages/training/src/shop_recommender_training/synthetic.py
+    packages/training/src/shop_recommender_training/tune.py
     packages/training/tests/test_apply_params.py
     packages/training/tests/test_gate_report.py
     packages/training/tests/test_lineage.py
     packages/training/tests/test_online_retail.py
     packages/training/tests/test_synthetic.py
+    packages/training/tests/test_tune.py
 
     # tests/
     tests/conftest.py

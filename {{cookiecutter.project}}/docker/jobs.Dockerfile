@@ -64,7 +64,7 @@ RUN /app/.venv/bin/python -c "import importlib, sys; [importlib.import_module(m)
 # The DVC project without git (`dvc init --no-scm`): an image has no .git; lineage reads the
 # commit from GIT_COMMIT instead.
 WORKDIR /app/project
-COPY dvc.yaml params.yaml .dvcignore ./
+COPY dvc.yaml params.yaml params.tuned.yaml .dvcignore ./
 COPY .dvc/config .dvc/config
 COPY loadtest loadtest
 RUN /app/.venv/bin/dvc config --project core.no_scm true

@@ -135,6 +135,7 @@ def new_project(folder: Path, commit: str = "", **record) -> Path:
     project = folder / "tiny"
     project.mkdir()
     (project / "settings.txt").write_text("greeting = bonjour\n")
+    (project / ".gitignore").write_text("__pycache__/\n")  # as a project's: make runs Python
     add_project_files(project, commit, **record)
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Initial commit")

@@ -11,9 +11,12 @@ from {{ cookiecutter.package }}_core import models
 from {{ cookiecutter.package }}_core.metrics import ranking_report
 from {{ cookiecutter.package }}_core.models import (
     MODELS,
+    ALSRecommender,
     EASERecommender,
     ItemKNNRecommender,
+    ModelTooLarge,
     PopularityRecommender,
+    RP3betaRecommender,
     build_model,
 )
 from {{ cookiecutter.package }}_core.ranking import top_k
@@ -21,6 +24,8 @@ from {{ cookiecutter.package }}_core.ranking import top_k
 ALL_MODELS = [
     PopularityRecommender(),
     ItemKNNRecommender(n_neighbors=5, shrink=2.0),
+    RP3betaRecommender(alpha=0.8, beta=0.4, n_neighbors=10),
+    ALSRecommender(factors=8, iterations=5),
     EASERecommender(l2=10.0),
 ]
 
@@ -51,7 +56,7 @@ def test_parameters_are_stored_unchanged():
         "n_neighbors": 7,
         "shrink": 1.5,
     }
-    assert EASERecommender().get_params() == {"l2": 500.0}
+    assert EASERecommender().get_params() == {"l2": 50.0}
     assert PopularityRecommender().get_params() == {}
     assert EASERecommender().set_params(l2=3.0).l2 == 3.0
 
@@ -60,17 +65,18 @@ def test_build_model_from_registry():
     model = build_model("ease", {"l2": 42.0})
     assert isinstance(model, EASERecommender) and model.l2 == 42.0
     assert isinstance(build_model("popularity", {}), PopularityRecommender)
-    assert set(MODELS) == {"popularity", "itemknn", "ease"}
+    assert set(MODELS) == {"popularity", "itemknn", "rp3beta", "als", "ease"}
 
 
 def test_build_model_rejects_unknown_names_and_parameters():
-    with pytest.raises(ValueError, match="unknown model 'svd'; known models: ease, itemknn"):
+    with pytest.raises(ValueError, match="unknown model 'svd'; known models: als, ease, itemknn"):
         build_model("svd", {})
     with pytest.raises(ValueError, match="Invalid parameter 'alpha'"):
         build_model("ease", {"alpha": 1.0})
 
 
 def test_ease_matches_the_closed_form():
+    # A 0/1 matrix: the mean squared weight is 1, so the relative l2 is the absolute one.
     X = np.array(
         [[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 1], [1, 1, 1, 0], [0, 0, 1, 1]], dtype=np.float64
     )
@@ -82,6 +88,79 @@ def test_ease_matches_the_closed_form():
     np.testing.assert_allclose(model.item_weights_, B, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(model.predict_scores(csr_matrix(X[:2])), X[:2] @ B, rtol=1e-5)
     assert model.predict_scores(csr_matrix(X)).dtype == np.float32
+
+
+def test_ease_l2_is_relative_to_the_weights_scale(interactions):
+    # Weights x5 (a purchase weight) would need l2 x25 if l2 were absolute; relative, the
+    # same l2 learns the same item weights from a 0/1 matrix and from a weighted one.
+    binary = interactions.copy()
+    binary.data[:] = 1.0
+    one = EASERecommender(l2=20.0).fit(binary).item_weights_
+    five = EASERecommender(l2=20.0).fit(binary * 5.0).item_weights_
+    np.testing.assert_allclose(five, one, rtol=1e-4, atol=1e-6)
+    # On a weighted matrix lambda = l2 * mean(x^2), in closed form.
+    X = interactions.toarray().astype(np.float64)
+    lam = 20.0 * np.mean(interactions.data.astype(np.float64) ** 2)
+    P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
+    B = -P / np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    weighted = EASERecommender(l2=20.0).fit(interactions).item_weights_
+    np.testing.assert_allclose(weighted, B, rtol=1e-4, atol=1e-6)
+
+
+def test_ease_refuses_a_catalogue_that_cannot_fit_before_allocating(monkeypatch):
+    monkeypatch.setattr(models, "available_memory", lambda: 2**30)
+    # 20,000 items need ~9 GiB: refused up front (a dense allocation would fail or swap).
+    X = csr_matrix((np.ones(3, np.float32), ([0, 1, 2], [0, 5, 19_999])), shape=(3, 20_000))
+    with pytest.raises(ModelTooLarge, match=r"EASE cannot fit: needs ~8.9 GiB, 1.0 GiB available"):
+        EASERecommender().fit(X)
+
+
+def test_available_memory_honours_the_address_space_limit():
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    assert 0 < models.available_memory() <= (soft if soft != resource.RLIM_INFINITY else 2**62)
+
+
+def test_rp3beta_is_the_three_step_walk_divided_by_popularity():
+    X = np.array([[1, 2, 0, 0], [1, 0, 1, 0], [0, 1, 1, 1], [3, 1, 1, 0]], dtype=np.float64)
+    alpha, beta = 0.7, 0.4
+    user_to_item = (X / X.sum(axis=1, keepdims=True)) ** alpha
+    item_to_user = (X.T / X.T.sum(axis=1, keepdims=True)) ** alpha
+    degree = (X > 0).sum(axis=0)
+    walk = (item_to_user @ user_to_item) / degree**beta
+    np.fill_diagonal(walk, 0.0)
+    model = RP3betaRecommender(alpha=alpha, beta=beta, n_neighbors=10).fit(csr_matrix(X))
+    np.testing.assert_allclose(model.walk_.toarray(), walk, rtol=1e-5)
+    np.testing.assert_allclose(model.predict_scores(csr_matrix(X)), X @ walk, rtol=1e-5)
+
+
+def test_rp3beta_keeps_at_most_n_neighbors_per_item(interactions):
+    walk = RP3betaRecommender(n_neighbors=3).fit(interactions).walk_
+    assert np.diff(walk.indptr).max() <= 3
+    assert walk.diagonal().sum() == 0
+    full = RP3betaRecommender(n_neighbors=1000).fit(interactions).walk_.toarray()
+    for item in range(0, 40, 7):
+        kept = walk[item].toarray().ravel()
+        assert kept[kept > 0].min() >= np.sort(full[item])[-3] - 1e-6
+
+
+def test_als_scores_are_user_factors_times_item_factors(interactions):
+    model = ALSRecommender(factors=6, iterations=8, random_state=3).fit(interactions)
+    factors = model.als_.recalculate_user(np.arange(5), interactions[:5])
+    np.testing.assert_allclose(
+        model.predict_scores(interactions[:5]), factors @ model.als_.item_factors.T, rtol=1e-5
+    )
+    # A user's own items score higher than the rest on average: the factors learned something.
+    scores, seen = model.predict_scores(interactions), interactions.toarray() > 0
+    assert scores[seen].mean() > scores[~seen].mean()
+    # Similar items are the nearest item factors by cosine.
+    unit = model.als_.item_factors / np.linalg.norm(model.als_.item_factors, axis=1)[:, None]
+    indices, _ = model.similar_items(np.array([4]), k=1)
+    cosine = unit @ unit[4]
+    cosine[4] = -np.inf
+    assert indices[0, 0] == int(np.argmax(cosine))
 
 
 def test_item_knn_is_cosine_between_item_columns():
@@ -159,7 +238,7 @@ def test_similar_items_never_return_the_item_itself(model, interactions):
     indices, scores = model.similar_items(items, k=10)
     assert indices.shape == scores.shape == (40, 10)
     assert not (indices == items[:, None]).any()
-    if not isinstance(model, ItemKNNRecommender):  # kNN pads items without neighbours
+    if not isinstance(model, ItemKNNRecommender | RP3betaRecommender):  # sparse ones pad
         assert (indices >= 0).all()
 
 
@@ -197,6 +276,10 @@ def test_misuse_is_reported_clearly(interactions):
         EASERecommender(l2=0.0).fit(interactions)
     with pytest.raises(ValueError, match="n_neighbors"):
         ItemKNNRecommender(n_neighbors=0).fit(interactions)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        RP3betaRecommender(beta=-1.0).fit(interactions)
+    with pytest.raises(ValueError, match="factors must be a positive integer"):
+        ALSRecommender(factors=0).fit(interactions)
 
 
 def planted_clusters(seed=0, n_users=600, n_items=90, n_clusters=3):
@@ -222,11 +305,18 @@ def planted_clusters(seed=0, n_users=600, n_items=90, n_clusters=3):
 def test_personalised_models_beat_popularity_on_planted_structure():
     train, test = planted_clusters()
     ndcg = {}
-    for name, params in [("popularity", {}), ("itemknn", {"n_neighbors": 30}), ("ease", {})]:
+    candidates = [
+        ("popularity", {}),
+        ("itemknn", {"n_neighbors": 30}),
+        ("rp3beta", {"n_neighbors": 30}),
+        ("als", {"factors": 8}),
+        ("ease", {}),
+    ]
+    for name, params in candidates:
         model = build_model(name, params).fit(train)
         recommended, _ = model.recommend(train, k=10)
         ndcg[name] = ranking_report(recommended, test, ks=[10], n_items=train.shape[1])[
             "ndcg_at_10"
         ]
-    assert ndcg["ease"] > 1.5 * ndcg["popularity"], ndcg
-    assert ndcg["itemknn"] > 1.5 * ndcg["popularity"], ndcg
+    for name, _ in candidates[1:]:
+        assert ndcg[name] > 1.5 * ndcg["popularity"], ndcg

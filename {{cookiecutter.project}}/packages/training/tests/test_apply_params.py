@@ -31,7 +31,7 @@ def test_the_example_merges_in_and_every_comment_and_the_key_order_survive(tmp_p
     shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
     before = params_file.read_text()
     assert main(["--params", str(params_file), "apply-params", str(EXAMPLE)]) == 0
-    assert "merged data, split, matrix, model" in capsys.readouterr().out
+    assert "merged data, split" in capsys.readouterr().out
     after = params_file.read_text()
 
     comments = [line.strip() for line in before.splitlines() if line.strip().startswith("#")]
@@ -41,8 +41,10 @@ def test_the_example_merges_in_and_every_comment_and_the_key_order_survive(tmp_p
     merged = yaml.safe_load(after)
     assert merged == merge_params(yaml.safe_load(before), yaml.safe_load(EXAMPLE.read_text()))
     assert merged["data"]["source"] == "data/raw/online_retail.csv.gz"
-    assert merged["model"]["ease"]["l2"] == 300.0 and merged["split"]["cutoff"] == "2011-10-01"
     original = yaml.safe_load(before)
+    assert merged["split"]["cutoff"] == "2011-10-01"
+    # The example maps data and split only: its model settings are for `make tune` to choose.
+    assert merged["model"] == original["model"] and merged["matrix"] == original["matrix"]
     # Keys in both keep the file's order (keys only the example has go at the end of their
     # section; an empty mapping such as `event_types: {}` replaces the file's).
     common = set(keys(merged)) & set(keys(original))

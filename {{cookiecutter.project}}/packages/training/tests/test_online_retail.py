@@ -134,7 +134,7 @@ def test_the_readme_recipe_works_pasted_in_a_fresh_project(tmp_path) -> None:
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "merged data, split, matrix, model from examples/online_retail.params.yaml" in output
+    assert "merged data, split from examples/online_retail.params.yaml" in output
     assert "promoted version 1 to champion" in output
     params_text = (root / "params.yaml").read_text()
     assert "# Every knob of the pipeline." in params_text  # apply-params kept the comments

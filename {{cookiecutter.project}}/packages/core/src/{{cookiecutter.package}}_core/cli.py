@@ -37,7 +37,17 @@ class Failed(Exception):
 
 
 def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
-    """params.yaml as a dict; a missing or malformed file is BadInput."""
+    """params.yaml as a dict, with the files its `include` list names merged over it in order
+    (paths relative to it; `make tune` writes one, and one not written yet is skipped). A
+    missing or malformed params file is BadInput."""
+    params = _read_mapping(path)
+    for name in params.get("include") or []:
+        if (path.parent / name).is_file():
+            params = merge_params(params, _read_mapping(path.parent / name))
+    return params
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BadInput(f"{path} not found; run from the project root")
     try:
@@ -47,6 +57,17 @@ def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise BadInput(f"{path} must be a YAML mapping")
     return params
+
+
+def merge_params(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overlay` merged in, section by section (nested mappings merge, rest replace)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and value:
+            merged[key] = merge_params(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 Command = Callable[[argparse.Namespace], "int | None"]

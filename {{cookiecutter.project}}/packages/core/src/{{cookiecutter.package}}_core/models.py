@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,44 @@ from .ranking import top_k
 
 # Rows scored at once: a 2048 x 5000 float32 block is ~40 MB.
 CHUNK_ROWS = 2048
+GIB = 2**30
+
+
+class ModelTooLarge(ValueError):
+    """The model would need more memory than the machine has: raised before allocating it."""
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the least of free RAM, the cgroup's headroom and
+    the address-space limit (RLIMIT_AS), whichever are known."""
+    import resource
+
+    limits = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        limits.append(int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024)
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        maximum = (cgroup / "memory.max").read_text().strip()
+        if maximum != "max":
+            limits.append(int(maximum) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    return min(limits) if limits else 2**62
+
+
+def _check_fits(model: str, needed: int) -> None:
+    available = available_memory()
+    if needed > available:
+        raise ModelTooLarge(
+            f"{model} cannot fit: needs ~{needed / GIB:.1f} GiB, "
+            f"{available / GIB:.1f} GiB available"
+        )
 
 
 def _as_csr(X: Any, name: str, min_rows: int = 1) -> csr_matrix:
@@ -182,13 +221,8 @@ class ItemKNNRecommender(BaseRecommender):
             rows.append(top[keep])
             cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
             vals.append(top_vals[keep])
-        rows_all = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-        cols_all = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
-        vals_all = np.concatenate(vals) if vals else np.empty(0)
         # S[i, j] = similarity of item i to target item j, so scores = X_rows @ S.
-        self.similarity_ = coo_matrix(
-            (vals_all.astype(np.float32), (rows_all, cols_all)), shape=(n_items, n_items)
-        ).tocsr()
+        self.similarity_ = _sparse_items(rows, cols, vals, n_items)
 
     def _scores(self, X_rows: csr_matrix) -> np.ndarray:
         return (X_rows.astype(np.float32, copy=False) @ self.similarity_).toarray()
@@ -201,21 +235,147 @@ class ItemKNNRecommender(BaseRecommender):
         return scores
 
 
+class RP3betaRecommender(BaseRecommender):
+    """RP3beta (Paudel et al. 2017): three-step random walks user -> item -> user -> item on the
+    interaction graph, with each target item's probability divided by its degree ** beta so
+    that popular items stop dominating.
+
+    W[i, j] = sum_u P(u | i) ** alpha * P(j | u) ** alpha / degree(j) ** beta, of which each
+    item keeps its `n_neighbors` largest; scores = X_rows @ W. W is sparse, so memory grows
+    with the catalogue times n_neighbors, not with its square.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.5, n_neighbors: int = 200) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.n_neighbors = n_neighbors
+
+    def _fit(self, X: csr_matrix) -> None:
+        if not isinstance(self.n_neighbors, int | np.integer) or self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be a positive integer, got {self.n_neighbors!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta!r}")
+        n_items = X.shape[1]
+        n_keep = min(int(self.n_neighbors), n_items - 1)
+        X = X.astype(np.float64)
+        item_to_user = normalize(X.T.tocsr(), norm="l1", axis=1)  # P(u | i)
+        user_to_item = normalize(X, norm="l1", axis=1)  # P(j | u)
+        if self.alpha != 1:
+            item_to_user = item_to_user.power(self.alpha)
+            user_to_item = user_to_item.power(self.alpha)
+        degree = np.diff(X.tocsc().indptr).astype(np.float64)
+        penalty = np.power(np.maximum(degree, 1.0), -float(self.beta))
+        rows, cols, vals = [], [], []
+        # Row blocks of the dense item x item walk matrix, one at a time (~4M cells each).
+        block = max(1, min(n_items, 4_000_000 // max(n_items, 1)))
+        for start in range(0, n_items, block):
+            stop = min(start + block, n_items)
+            walk = (item_to_user[start:stop] @ user_to_item).toarray() * penalty
+            walk[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-loop
+            if n_keep == 0:
+                continue
+            top = np.argpartition(walk, n_items - n_keep, axis=1)[:, n_items - n_keep :]
+            top_vals = np.take_along_axis(walk, top, axis=1)
+            keep = top_vals > 0
+            rows.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
+            cols.append(top[keep])
+            vals.append(top_vals[keep])
+        self.walk_ = _sparse_items(rows, cols, vals, n_items)
+
+    def _scores(self, X_rows: csr_matrix) -> np.ndarray:
+        return (X_rows.astype(np.float32, copy=False) @ self.walk_).toarray()
+
+    def _similar_scores(self, one_hot: csr_matrix) -> np.ndarray:
+        scores = self.predict_scores(one_hot)
+        scores[scores <= 0] = -np.inf  # outside the walk's reach: pad, as item-kNN does
+        return scores
+
+
+class ALSRecommender(BaseRecommender):
+    """Matrix factorisation by alternating least squares for implicit feedback (Hu, Koren and
+    Volinsky 2008), fitted by the `implicit` library: a user's interaction weight w becomes
+    the confidence 1 + alpha * w that the user likes the item.
+
+    Users given by their rows get factors by one least-squares step against the item factors,
+    so any row (a training user or a new one) is scored the same way; similar items are the
+    nearest item factors by cosine.
+    """
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        random_state: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+
+    def _fit(self, X: csr_matrix) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        for name in ("factors", "iterations"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.regularization >= 0 or not self.alpha > 0:
+            raise ValueError(
+                f"regularization must be >= 0 and alpha > 0, got {self.regularization!r}, "
+                f"{self.alpha!r}"
+            )
+        # implicit runs its own threads; a multithreaded BLAS under them only contends.
+        with threadpool_limits(1, "blas"):
+            self.als_ = AlternatingLeastSquares(
+                factors=int(self.factors),
+                regularization=float(self.regularization),
+                alpha=float(self.alpha),
+                iterations=int(self.iterations),
+                random_state=self.random_state,
+            )
+            self.als_.fit(X.astype(np.float32), show_progress=False)
+        factors = self.als_.item_factors
+        self.item_unit_ = normalize(factors).astype(np.float32)
+
+    def _scores(self, X_rows: csr_matrix) -> np.ndarray:
+        if X_rows.shape[0] == 0:
+            return np.zeros((0, self.n_items_), dtype=np.float32)
+        rows = X_rows.astype(np.float32, copy=False)
+        users = self.als_.recalculate_user(np.arange(rows.shape[0]), rows)
+        return np.atleast_2d(users) @ self.als_.item_factors.T
+
+    def _similar_scores(self, one_hot: csr_matrix) -> np.ndarray:
+        return self.item_unit_[one_hot.indices] @ self.item_unit_.T
+
+
 class EASERecommender(BaseRecommender):
     """EASE (Steck 2019): a closed-form item-item linear model with a zero diagonal.
 
-    B = -P / diag(P) with P = (X^T X + l2 * I)^-1; larger `l2` regularises more.
+    B = -P / diag(P) with P = (X^T X + lambda * I)^-1. `l2` is relative to the data's scale:
+    lambda = l2 * mean(x^2) over the stored interactions, so one value means the same on a 0/1
+    matrix (where lambda = l2) and on one weighted 1..5 by event type; larger regularises more.
+    B is a dense items x items matrix: memory grows with the square of the catalogue (about
+    24 bytes per cell while fitting, 4 once fitted), checked before it is allocated.
     """
 
-    def __init__(self, l2: float = 500.0) -> None:
+    def __init__(self, l2: float = 50.0) -> None:
         self.l2 = l2
 
     def _fit(self, X: csr_matrix) -> None:
         if not self.l2 > 0:
             raise ValueError(f"l2 must be > 0, got {self.l2!r}")
+        n_items = X.shape[1]
+        _check_fits("EASE", 24 * n_items * n_items)
         X = X.astype(np.float64)
+        scale = float(np.mean(X.data**2)) if X.nnz else 1.0
         gram = (X.T @ X).toarray()
-        gram[np.diag_indices_from(gram)] += self.l2
+        gram[np.diag_indices_from(gram)] += self.l2 * scale
         # Cholesky inverse: the Gram matrix plus l2 * I is symmetric positive definite, and
         # potrf/potri is ~2.5x faster than a general inverse.
         factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True)
@@ -234,9 +394,23 @@ class EASERecommender(BaseRecommender):
         return np.asarray(X_rows.astype(np.float32, copy=False) @ self.item_weights_)
 
 
+def _sparse_items(rows: list, cols: list, vals: list, n_items: int) -> csr_matrix:
+    """An items x items float32 CSR matrix from per-block (row, column, value) pieces."""
+    empty = np.empty(0, dtype=np.int64)
+    return coo_matrix(
+        (
+            np.concatenate(vals).astype(np.float32) if vals else np.empty(0, np.float32),
+            (np.concatenate(rows) if rows else empty, np.concatenate(cols) if cols else empty),
+        ),
+        shape=(n_items, n_items),
+    ).tocsr()
+
+
 MODELS: dict[str, type[BaseRecommender]] = {
     "popularity": PopularityRecommender,
     "itemknn": ItemKNNRecommender,
+    "rp3beta": RP3betaRecommender,
+    "als": ALSRecommender,
     "ease": EASERecommender,
 }
 

@@ -125,6 +125,20 @@ def generate_data(args: argparse.Namespace) -> None:
     )
 
 
+def tune(args: argparse.Namespace) -> None:
+    from .tune import TUNED_PARAMS, tune
+
+    models = args.models.split(",") if args.models else None
+    report = tune(load_params(args.params), PROJECT, models, args.trials, args.timeout)
+    print(f"{report['metric']} on the validation window, settings in use -> best:")
+    for name, result in report["models"].items():
+        if "best" in result:
+            print(f"  {name:<10} {result['current']:.4f} -> {result['best']:.4f}")
+        else:
+            print(f"  {name:<10} not tuned: {result['skipped']}")
+    print(f"wrote {TUNED_PARAMS}; `make pipeline` retrains with it (git add it to keep it)")
+
+
 def apply_params(args: argparse.Namespace) -> None:
     from .config import merge_params_file
 
@@ -162,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--events", type=int, help="events in the window (synthetic.n_events)")
     data.add_argument(
         "--drift", type=float, help="0 = same distribution, 1 = strongly shifted (synthetic.drift)"
+    )
+
+    search = command("tune", tune, "search each model's settings on a validation window (Optuna)")
+    search.add_argument("--models", help="comma-separated (default: tune.models)")
+    search.add_argument("--trials", type=int, help="per model (default: tune.trials)")
+    search.add_argument(
+        "--timeout", type=float, help="seconds per model (default: tune.timeout_seconds)"
     )
 
     overlay = command("apply-params", apply_params, "merge a params file (e.g. an example) in")

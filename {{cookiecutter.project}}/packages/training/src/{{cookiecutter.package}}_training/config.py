@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}_core.cli import BadInput
+from {{ cookiecutter.package }}_core.cli import merge_params as merge_params  # for the stages
 from {{ cookiecutter.package }}_core.shared import PROMOTION_LOG, VALIDATED_DIR
 
 
@@ -50,17 +51,6 @@ class Paths:
     @property
     def promotion_log(self) -> Path:
         return self.root / PROMOTION_LOG
-
-
-def merge_params(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overlay` merged in, section by section (nested mappings merge, rest replace)."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and value:
-            merged[key] = merge_params(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def merge_params_file(path: Path, overlay: dict[str, Any]) -> None:

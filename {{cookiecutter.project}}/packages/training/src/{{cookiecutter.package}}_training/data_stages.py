@@ -82,13 +82,7 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     settings = params["split"]
     events = pd.read_parquet(paths.validated / "events.parquet")
     cutoff = cutoff_for(events["timestamp"], settings)
-    train = events[events["timestamp"] < cutoff]
-    test = events[
-        (events["timestamp"] >= cutoff) & events["event_type"].isin(settings["relevant_events"])
-    ]
-    pairs = test[["user_id", "item_id"]].drop_duplicates()
-    seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
-    pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
+    train, pairs = temporal_split(events, cutoff, settings["relevant_events"])
     if train.empty or pairs.empty:
         raise DataContractError(
             str(paths.validated / "events.parquet"),
@@ -110,6 +104,18 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     }
     write_json(paths.reports / "split.json", report)
     return report
+
+
+def temporal_split(
+    events: pd.DataFrame, cutoff: pd.Timestamp, relevant_events: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events before `cutoff`, and the (user, item) pairs first reached after it by one of
+    `relevant_events` (pairs already seen before the cutoff are not news)."""
+    train = events[events["timestamp"] < cutoff]
+    test = events[(events["timestamp"] >= cutoff) & events["event_type"].isin(relevant_events)]
+    pairs = test[["user_id", "item_id"]].drop_duplicates()
+    seen = pd.MultiIndex.from_frame(train[["user_id", "item_id"]].drop_duplicates())
+    return train, pairs[~pd.MultiIndex.from_frame(pairs).isin(seen)]
 
 
 def cutoff_for(timestamps: pd.Series, settings: dict[str, Any]) -> pd.Timestamp:

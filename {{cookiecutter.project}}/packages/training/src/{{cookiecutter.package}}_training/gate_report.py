@@ -28,9 +28,10 @@ def advice(decision: dict[str, Any], params: dict[str, Any]) -> list[str]:
     settings = params["model"].get(model) or {}
     listed = ", ".join(f"{key}={value}" for key, value in settings.items()) or "its defaults"
     tips.append(
-        f"the model's settings: model.{model} in params.yaml (now {listed}) and the matrix "
-        "weighting (matrix.event_weights, matrix.weighting: sum, log1p or binary, "
-        "matrix.half_life_days), then make pipeline"
+        f"the model's settings: `make tune` searches model.{model} (now {listed}) and its "
+        "matrix weighting (matrix.weighting: sum, log1p or binary, matrix.half_life_days) on "
+        "a validation window before this test period, then make pipeline; or set them (and "
+        "matrix.event_weights) in params.yaml by hand"
     )
     if "lift_over_popularity" in failed:
         tips.append(

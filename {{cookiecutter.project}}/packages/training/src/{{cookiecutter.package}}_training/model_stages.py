@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -13,6 +14,7 @@ import pandas as pd
 from scipy import sparse
 
 from {{ cookiecutter.package }}_core.artifact import ServingArtifact
+from {{ cookiecutter.package }}_core.cli import BadInput
 from {{ cookiecutter.package }}_core.matrix import InteractionMatrix, build_interaction_matrix
 from {{ cookiecutter.package }}_core.models import PopularityRecommender, build_model
 from {{ cookiecutter.package }}_core.shared import UNKNOWN_CATEGORY
@@ -28,31 +30,61 @@ def train(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     """Fit every candidate model and write its serving artifact to models/<name>/."""
     events = pd.read_parquet(paths.split / "train.parquet")
     items = pd.read_parquet(paths.validated / "items.parquet")
-    matrix_params = params["matrix"]
-    interactions = build_interaction_matrix(
-        events, matrix_params["event_weights"], matrix_params.get("half_life_days")
-    )
-    weighting = matrix_params.get("weighting", "sum")
-    interactions = replace(interactions, matrix=apply_weighting(interactions.matrix, weighting))
-    X = interactions.matrix
-    categories = _categories_for(interactions.items.ids, items)
-    popular = _popularity_ranking(X)
-    report: dict[str, Any] = {"n_users": X.shape[0], "n_items": X.shape[1], "nnz": X.nnz}
+    matrices = MatrixCache(events)
+    report: dict[str, Any] = {}
     for name in params["model"]["candidates"]:
         started = time.perf_counter()
+        interactions = matrices.get(matrix_settings(params, name))
+        X = interactions.matrix
         model = build_model(name, params["model"].get(name) or {})
         model.fit(X)
         fitted = time.perf_counter()
+        categories = _categories_for(interactions.items.ids, items)
+        popular = _popularity_ranking(X)
         artifact = build_artifact(name, model, interactions, categories, popular, params)
         artifact.save(paths.models / name)
+        # Weighting changes values, never the users, items or stored pairs.
+        report.update(n_users=X.shape[0], n_items=X.shape[1], nnz=X.nnz)
         report[name] = {
             "fit_seconds": round(fitted - started, 3),
             "artifact_seconds": round(time.perf_counter() - fitted, 3),
             "params": model.get_params(),
+            "matrix": matrix_settings(params, name),
         }
         log.info("trained %s in %.1fs", name, time.perf_counter() - started)
     write_json(paths.reports / "train.json", report)
     return report
+
+
+def matrix_settings(params: dict[str, Any], model: str) -> dict[str, Any]:
+    """How `model`'s matrix is built: the matrix section with its `per_model` override."""
+    settings = {key: value for key, value in params["matrix"].items() if key != "per_model"}
+    overrides = (params["matrix"].get("per_model") or {}).get(model) or {}
+    unknown = set(overrides) - {"weighting", "half_life_days", "event_weights"}
+    if unknown:
+        raise BadInput(
+            f"matrix.per_model.{model} may set weighting, half_life_days or event_weights, "
+            f"not {', '.join(sorted(unknown))}"
+        )
+    return {"weighting": "sum", "half_life_days": None, **settings, **overrides}
+
+
+class MatrixCache:
+    """Interaction matrices of one event table, built once per distinct setting."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        self.events = events
+        self._built: dict[str, InteractionMatrix] = {}
+
+    def get(self, settings: dict[str, Any]) -> InteractionMatrix:
+        key = json.dumps(settings, sort_keys=True)
+        if key not in self._built:
+            interactions = build_interaction_matrix(
+                self.events, settings["event_weights"], settings.get("half_life_days")
+            )
+            weighted = apply_weighting(interactions.matrix, settings.get("weighting", "sum"))
+            self._built[key] = replace(interactions, matrix=weighted)
+        return self._built[key]
 
 
 def build_artifact(
