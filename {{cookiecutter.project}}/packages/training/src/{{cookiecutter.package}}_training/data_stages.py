@@ -93,7 +93,8 @@ def split(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     write_parquet(train, paths.split / "train.parquet")
     write_parquet(pairs, paths.split / "test.parquet")
     test_users = pairs["user_id"].unique()
-    warm = int(np.isin(test_users, train["user_id"].unique()).sum())
+    # A hash lookup: np.isin sorts the string ids, ~8 s at 20,000 users.
+    warm = int(pd.Index(test_users).isin(train["user_id"].unique()).sum())
     report = {
         "cutoff": cutoff.isoformat(),
         "train_events": len(train),
