@@ -195,6 +195,7 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/config.py
     packages/training/src/shop_recommender_training/data_stages.py
     packages/training/src/shop_recommender_training/evaluation.py
+    packages/training/src/shop_recommender_training/evaluation_report.py
     packages/training/src/shop_recommender_training/gate.py
     packages/training/src/shop_recommender_training/gate_report.py
     packages/training/src/shop_recommender_training/lineage.py
@@ -207,6 +208,7 @@ PAYLOAD = paths(
     packages/training/src/shop_recommender_training/synthetic.py
     packages/training/src/shop_recommender_training/tune.py
     packages/training/tests/test_apply_params.py
+    packages/training/tests/test_evaluation_report.py
     packages/training/tests/test_gate_report.py
     packages/training/tests/test_lineage.py
     packages/training/tests/test_online_retail.py

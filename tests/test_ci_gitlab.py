@@ -478,7 +478,9 @@ def test_model_ci_keeps_its_report_with_the_metrics(pipeline_run):
     assert "| metric | candidate |" in report
     assert re.search(r"^\| ndcg_at_10 \| \d\.\d{4} \|", report, re.MULTILINE)
     assert "dvc metrics diff against" in report
-    assert (reports / "metrics.json").is_file()
+    assert (reports / "evaluation.json").is_file()
+    assert (reports / "metrics" / "popularity.json").is_file()  # `dvc metrics`: a file a model
+    assert (reports / "plots" / "ndcg_at_k.svg").is_file()
 
 
 @pytest.mark.slow

@@ -187,9 +187,10 @@ def git_commit_exists(ref: str) -> bool:
 def model_report(args: argparse.Namespace) -> int:
     import yaml
 
-    metrics_path = ROOT / "reports" / "metrics.json"
+    # The full figures (every k): the headline files under reports/metrics/ hold k=10 only.
+    metrics_path = ROOT / "reports" / "evaluation.json"
     if not metrics_path.is_file():
-        raise BadInput("reports/metrics.json is missing: run `make pipeline` first")
+        raise BadInput("reports/evaluation.json is missing: run `make pipeline` first")
     metrics = json.loads(metrics_path.read_text())
     model = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["name"]
     candidate = headline(metrics, model)

@@ -13,7 +13,7 @@ def test_default_model_beats_popularity_by_the_gate_margin(evaluated_project, pr
     paths = evaluated_project[1]
     from {{ cookiecutter.package }}_training.config import read_json
 
-    metrics = read_json(paths.reports / "metrics.json")
+    metrics = read_json(paths.reports / "evaluation.json")
     model = project_params["model"]["name"]
     lift = project_params["gate"]["min_lift_over_popularity"]
     assert _ndcg(metrics, model) >= lift * _ndcg(metrics, "popularity")
@@ -23,7 +23,7 @@ def test_default_model_beats_popularity_by_the_gate_margin(evaluated_project, pr
 def test_personalised_models_beat_popularity(evaluated_project, model):
     from {{ cookiecutter.package }}_training.config import read_json
 
-    metrics = read_json(evaluated_project[1].reports / "metrics.json")
+    metrics = read_json(evaluated_project[1].reports / "evaluation.json")
     assert _ndcg(metrics, model) >= 1.25 * _ndcg(metrics, "popularity")
 
 
@@ -32,7 +32,7 @@ def test_cold_start_users_get_the_popularity_fallback(evaluated_project):
 
     paths = evaluated_project[1]
     split = read_json(paths.reports / "split.json")
-    metrics = read_json(paths.reports / "metrics.json")
+    metrics = read_json(paths.reports / "evaluation.json")
     cold = metrics["models"]["ease"]["cold_start"]
     assert split["test_users_cold_start"] > 0
     # Cold-start users are scored by popularity whatever the model, so all models agree.

@@ -172,7 +172,7 @@ def test_data_pull_without_tracked_data_generates_the_synthetic_events(
 @pytest.fixture
 def dvc_project(registry_project, monkeypatch):
     """The evaluated project as a git and DVC repository with the project's stages and params:
-    what `dvc metrics` needs to read reports/metrics.json."""
+    what `dvc metrics` needs to read reports/metrics/."""
     params, paths = registry_project
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(PROJECT_ROOT / name, paths.root / name)
@@ -185,18 +185,20 @@ def dvc_project(registry_project, monkeypatch):
 @pytest.mark.slow
 def test_model_report_compares_the_candidate_with_the_champion(dvc_project, monkeypatch):
     """After the register and promote stages: the report's tables carry the figures of
-    reports/metrics.json and the champion's tags, and `dvc metrics` reads the same file."""
+    reports/evaluation.json and the champion's tags, and `dvc metrics` reads the headline files
+    written from it (reports/metrics/<model>.json)."""
     params, paths = dvc_project
     register(params, paths)
     promote_if_better(params, paths)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(paths.root / "summary.md"))
     assert delivery.main(["model-report"]) == 0
     written = (paths.reports / "model-ci.md").read_text()
-    metrics = json.loads((paths.reports / "metrics.json").read_text())
-    ndcg = metrics["models"][params["model"]["name"]]["warm"]["ndcg_at_10"]
+    metrics = json.loads((paths.reports / "evaluation.json").read_text())
+    model = params["model"]["name"]
+    ndcg = metrics["models"][model]["warm"]["ndcg_at_10"]
     assert f"| ndcg_at_10 | {ndcg:.4f} | {ndcg:.4f} | +0.0000 |" in written
     assert "| itemknn |" in written and "| popularity |" in written
-    assert "reports/metrics.json" in written  # dvc metrics show's table
+    assert f"reports/metrics/{model}.json" in written  # dvc metrics show's table, a row a model
     assert (paths.root / "summary.md").read_text() == written
 
 
@@ -206,7 +208,8 @@ def test_model_report_without_its_base_commit_shows_the_metrics(dvc_project):
     _params, paths = dvc_project
     assert delivery.main(["model-report", "--base", "0" * 40]) == 0
     written = (paths.reports / "model-ci.md").read_text()
-    assert "(no base commit to compare with)" in written and "reports/metrics.json" in written
+    assert "(no base commit to compare with)" in written
+    assert "reports/metrics/popularity.json" in written
 
 
 def test_model_report_before_the_pipeline_is_a_clear_error(tmp_path, monkeypatch, capsys):

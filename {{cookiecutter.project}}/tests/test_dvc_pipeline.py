@@ -7,6 +7,7 @@ and push/pull to the local remote.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -83,7 +84,72 @@ def test_repro_runs_end_to_end_and_a_second_run_is_a_no_op(scratch_project):
     assert champion.tags["dvc_data_hash"] == outs["data/validated/events.parquet"]
     # What the run changed that belongs in git is named, with the command to record it.
     hint = run([TRAIN, "pipeline"], scratch_project).stderr
-    assert "to record this run in git: git add dvc.lock reports/metrics.json" in hint
+    assert "to record this run in git: git add dvc.lock reports/evaluation.json" in hint
+
+
+def candidates(root: Path) -> list[str]:
+    return yaml.safe_load((root / "params.yaml").read_text())["model"]["candidates"]
+
+
+def evaluation(root: Path) -> dict:
+    return json.loads((root / "reports" / "evaluation.json").read_text())
+
+
+def test_evaluate_prints_one_row_per_candidate_with_the_figures_of_its_report(scratch_project):
+    printed = run([TRAIN, "evaluate"], scratch_project).stdout.splitlines()
+    models = candidates(scratch_project)
+    header, *rows = printed[: 1 + len(models)]
+    assert re.split(r"\s{2,}", header) == [
+        *("model", "NDCG@10", "Recall@10", "MAP@10", "coverage@10", "cold NDCG@10"),
+        *("warm users", "cold users"),
+    ]
+    figures = evaluation(scratch_project)["models"]
+    for model, row in zip(models, rows, strict=True):
+        warm, cold = figures[model]["warm"], figures[model]["cold_start"]
+        assert row.split() == [
+            model,
+            *(f"{warm[key]:.4f}" for key in ("ndcg_at_10", "recall_at_10", "map_at_10")),
+            f"{warm['coverage_at_10']:.4f}",
+            f"{cold['ndcg_at_10']:.4f}",
+            f"{warm['n_users_evaluated']:,}",
+            f"{cold['n_users_evaluated']:,}",
+        ]
+    assert "reports/evaluation.json" in printed[-1]
+    # The same figures and the same SVG bytes again: nothing for DVC (or git) to record.
+    assert "up to date" in run(["dvc", "status"], scratch_project).stdout
+
+
+def test_metrics_show_is_one_row_per_model_with_the_headline_figures(scratch_project):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], scratch_project).stdout)
+    files = shown[""]["data"]
+    models = candidates(scratch_project)
+    assert sorted(files) == sorted(f"reports/metrics/{model}.json" for model in models)
+    for model, report in evaluation(scratch_project)["models"].items():
+        row = files[f"reports/metrics/{model}.json"]["data"]
+        assert set(row) == {
+            *("ndcg_at_10", "recall_at_10", "map_at_10", "coverage_at_10", "cold_ndcg_at_10"),
+            *("warm_users", "cold_users"),
+        }
+        assert row["ndcg_at_10"] == report["warm"]["ndcg_at_10"]
+        assert row["cold_users"] == report["cold_start"]["n_users_evaluated"]
+    table = run(["dvc", "metrics", "show"], scratch_project).stdout.strip().splitlines()
+    assert len(table) == 1 + len(models)  # the header and a row a model, nothing else
+
+
+def test_plots_show_draws_the_svg_curves_and_nothing_else(scratch_project, tmp_path):
+    run(["dvc", "plots", "show", "-o", str(tmp_path)], scratch_project)
+    page = (tmp_path / "index.html").read_text()
+    assert re.findall(r'<img src="([^"]+)"', page) == [
+        "static/workspace_reports_plots_ndcg_at_k.svg",
+        "static/workspace_reports_plots_recall_at_k.svg",
+    ]
+    assert "<script" not in page and "https://" not in page  # opens offline: nothing from a CDN
+    models = candidates(scratch_project)
+    for metric, title in (("ndcg", "NDCG@k"), ("recall", "Recall@k")):
+        svg = (scratch_project / "reports" / "plots" / f"{metric}_at_k.svg").read_text()
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+        assert title in texts and "k (length of the top-k list)" in texts
+        assert [text for text in texts if text in models] == models  # the legend, in order
 
 
 def test_push_and_pull_through_the_local_remote(scratch_project):

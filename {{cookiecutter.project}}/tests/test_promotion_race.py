@@ -73,7 +73,7 @@ def contenders(evaluated_project, tmp_path_factory) -> dict[str, tuple[Path, flo
     with no tolerance below the champion: the worse one must lose to the better one."""
     params, paths = evaluated_project
     metric = params["gate"]["metric"]
-    scores = json.loads((paths.reports / "metrics.json").read_text())["models"]
+    scores = json.loads((paths.reports / "evaluation.json").read_text())["models"]
     ranked = sorted(
         (name for name in scores if name != "popularity"),
         key=lambda name: scores[name]["warm"][metric],

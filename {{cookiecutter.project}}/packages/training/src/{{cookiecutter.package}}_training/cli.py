@@ -40,7 +40,14 @@ PROJECT = Paths(Path("."))
 def run_stage(args: argparse.Namespace) -> None:
     module, function, _ = STAGES[args.command]
     stage = getattr(importlib.import_module(f".{module}", __package__), function)
-    print(json.dumps(stage(load_params(args.params), PROJECT), indent=2, default=str))
+    report = stage(load_params(args.params), PROJECT)
+    if args.command == "evaluate":
+        from .evaluation_report import table
+
+        # Hundreds of figures are too many to read: the table, and where the rest are.
+        print(table(report))
+    else:
+        print(json.dumps(report, indent=2, default=str))
 
 
 def promote(args: argparse.Namespace) -> None:

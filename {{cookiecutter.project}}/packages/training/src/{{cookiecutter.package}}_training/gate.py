@@ -60,7 +60,7 @@ def promote_if_better(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     decision) when it does not pass."""
     gate = params["gate"]
     registered = read_json(paths.reports / "registered.json")
-    metrics = read_json(paths.reports / "metrics.json")
+    metrics = read_json(paths.reports / "evaluation.json")
     name, version = registered["model_name"], registered["version"]
     mlflow_client = client()
     actor, _ = triggered_by()
@@ -112,9 +112,10 @@ def judge(
     figures: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The decision from the numbers alone: the candidate's and popularity's metric on this
-    split (`metrics`, the evaluate stage's report) and the champion's `figures` (its value
-    re-scored on this split, the value it was registered with and that split's cutoff; None
-    when there is no other champion). Every number compared goes into the decision."""
+    split (`metrics`, the evaluate stage's full report, reports/evaluation.json) and the
+    champion's `figures` (its value re-scored on this split, the value it was registered with
+    and that split's cutoff; None when there is no other champion). Every number compared goes
+    into the decision."""
     gate, metric = params["gate"], params["gate"]["metric"]
     name, version, model = registered["model_name"], registered["version"], registered["model"]
     scores = {

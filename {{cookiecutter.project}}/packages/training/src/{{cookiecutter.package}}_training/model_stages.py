@@ -22,6 +22,7 @@ from {{ cookiecutter.package }}_core.weighting import apply_weighting
 
 from .config import Paths, read_json, write_json
 from .evaluation import evaluate_artifact
+from .evaluation_report import CURVES, HEADLINE_K, curve_svg, headline
 
 log = logging.getLogger(__name__)
 
@@ -120,29 +121,48 @@ def build_artifact(
 
 
 def evaluate(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    """Compare every candidate on the same split; write metrics and metric@k curves."""
-    pairs = pd.read_parquet(paths.split / "test.parquet")
+    """Compare every candidate on the same split. Writes the full figures (every metric at every
+    k) to reports/evaluation.json, one headline file per model to reports/metrics/ (what `dvc
+    metrics show` reads, one row per model) and the metric@k curves to reports/plots/."""
+    candidates = params["model"]["candidates"]
     ks = sorted(int(k) for k in params["evaluate"]["ks"])
+    if not candidates:
+        raise BadInput("model.candidates is empty: there is no model to evaluate")
+    if HEADLINE_K not in ks:
+        raise BadInput(f"evaluate.ks {ks} must include {HEADLINE_K}: the headline figures' k")
+    pairs = pd.read_parquet(paths.split / "test.parquet")
     results: dict[str, Any] = {}
     catalogue = None
-    for name in params["model"]["candidates"]:
+    for name in candidates:
         artifact = ServingArtifact.load(paths.models / name)
         catalogue = artifact.item_ids if catalogue is None else catalogue
         results[name] = evaluate_artifact(artifact, pairs, catalogue, ks)
     split_report = read_json(paths.reports / "split.json")
-    metrics = {"models": results, "split": split_report, "ks": ks}
-    write_json(paths.reports / "metrics.json", metrics)
-    _write_curves(results, ks, paths.reports / "plots")
-    return metrics
+    evaluation = {"models": results, "split": split_report, "ks": ks}
+    write_json(paths.reports / "evaluation.json", evaluation)
+    _write_headlines(evaluation, paths.reports / "metrics")
+    _write_curves(evaluation, paths.reports / "plots")
+    return evaluation
 
 
-def _write_curves(results: dict[str, Any], ks: list[int], folder: Path) -> None:
+def _write_headlines(evaluation: dict[str, Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for metric in ("ndcg", "recall"):
-        rows = {"k": ks}
-        for name, report in results.items():
-            rows[name] = [report["warm"].get(f"{metric}_at_{k}", 0.0) for k in ks]
+    # A model dropped from the candidates must not linger as a row of `dvc metrics show`.
+    for stale in folder.glob("*.json"):
+        stale.unlink()
+    for name, figures in headline(evaluation).items():
+        write_json(folder / f"{name}.json", figures)
+
+
+def _write_curves(evaluation: dict[str, Any], folder: Path) -> None:
+    """Per metric: the curves' numbers as CSV (k, one column per model) and the SVG chart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for metric in CURVES:
+        rows = {"k": evaluation["ks"]}
+        for name, report in evaluation["models"].items():
+            rows[name] = [report["warm"].get(f"{metric}_at_{k}", 0.0) for k in evaluation["ks"]]
         pd.DataFrame(rows).to_csv(folder / f"{metric}_at_k.csv", index=False)
+        (folder / f"{metric}_at_k.svg").write_text(curve_svg(evaluation, metric))
 
 
 def _categories_for(item_ids: np.ndarray, items: pd.DataFrame) -> np.ndarray:

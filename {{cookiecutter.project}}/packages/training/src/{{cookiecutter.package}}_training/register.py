@@ -32,8 +32,8 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     """Log a training run (params, metrics, plots, artifact) and register it as `challenger`."""
     name = model_name()
     model = params["model"]["name"]
-    metrics = read_json(paths.reports / "metrics.json")
-    if model not in metrics["models"]:
+    evaluation = read_json(paths.reports / "evaluation.json")
+    if model not in evaluation["models"]:
         raise BadInput(f"model.name {model!r} is not among the evaluated candidates")
     mlflow_client = client()
     mlflow.set_tracking_uri(tracking_uri())
@@ -42,8 +42,8 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     actor, trigger = triggered_by()
     data_hash = lineage.data_hash(paths.validated / "events.parquet", paths.root)
     model_params = {key: params[key] for key in ("matrix", "model", "artifact", "split")}
-    primary = metrics["models"][model]["warm"]
-    split = metrics.get("split") or {}
+    primary = evaluation["models"][model]["warm"]
+    split = evaluation.get("split") or {}
     tags = {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
@@ -61,16 +61,16 @@ def register(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     with mlflow.start_run(run_name=f"{model}-{data_hash[:8]}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params(_flatten(model_params))
-        for candidate, report in metrics["models"].items():
+        for candidate, report in evaluation["models"].items():
             for group, values in report.items():
                 mlflow.log_metrics(
                     {f"{candidate}.{group}.{key}": value for key, value in values.items()}
                 )
         mlflow.log_metrics(primary)
-        for report in ("validation.json", "split.json", "train.json", "metrics.json"):
+        for report in ("validation.json", "split.json", "train.json", "evaluation.json"):
             mlflow.log_artifact(str(paths.reports / report), artifact_path="reports")
+        # The evaluate stage's SVG charts (MLflow shows them as images) and their CSV data.
         mlflow.log_artifacts(str(paths.reports / "plots"), artifact_path="plots")
-        mlflow.log_figure(_curves_figure(paths.reports / "plots"), "plots/ranking_curves.png")
         info = log_serving_model(paths.models / model, name)
     version = str(info.registered_model_version)
     version_tags = {
@@ -112,22 +112,6 @@ def log_serving_model(artifact_path: Path, name: str) -> ModelInfo:
         code_paths=_package_dirs(),
         conda_env=_environment(),
     )
-
-
-def _curves_figure(folder: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("ndcg", "recall"), strict=True):
-        curves = pd.read_csv(folder / f"{metric}_at_k.csv").set_index("k")
-        curves.plot(ax=axis, marker="o", title=f"{metric.upper()}@k (warm users)")
-        axis.set_xlabel("k")
-    figure.tight_layout()
-    plt.close(figure)
-    return figure
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
