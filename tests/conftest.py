@@ -54,7 +54,7 @@ def config_generator() -> Iterator[dict[str, str]]:
 
 
 def config_id(config: dict[str, str]) -> str:
-    """A readable test id, e.g. `github-kubernetes+ansible-py3.11-ease-MIT`."""
+    """A readable test id, e.g. `github-kubernetes+ansible-py3.11-rp3beta-MIT`."""
     return "-".join(
         [
             config["ci_provider"],

@@ -403,7 +403,13 @@ BY_OPTION: dict[str, dict[str, frozenset[str]]] = {
         "ansible": ANSIBLE,
         "none": NO_FILES,
     },
-    "default_model": {"ease": NO_FILES, "itemknn": NO_FILES, "popularity": NO_FILES},
+    "default_model": {
+        "rp3beta": NO_FILES,
+        "ease": NO_FILES,
+        "als": NO_FILES,
+        "itemknn": NO_FILES,
+        "popularity": NO_FILES,
+    },
     "license": {"MIT": LICENSE, "Apache-2.0": LICENSE, "Proprietary": NO_FILES},
 }
 

@@ -110,7 +110,7 @@ def test_champion_carries_its_lineage(project, golden_path):
     assert tags["dvc_data_hash"] == outs["data/validated/events.parquet"]
     assert tags["gate.decision"] == "pass"
     assert float(tags["gate.lift_over_popularity"]) >= 1.25
-    assert tags["model"] == "ease"
+    assert tags["model"] == "rp3beta"
     for key in ("params_hash", "triggered_by", "trigger", "training_run_id", "promoted_by"):
         assert tags[key]
 
@@ -119,7 +119,7 @@ def test_failing_gate_leaves_the_champion_unchanged(project, golden_path):
     params_file = project / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
-    params["model"]["ease"]["l2"] = 750.0  # a new candidate version...
+    params["model"]["rp3beta"]["beta"] = 0.6  # a new candidate version...
     params["gate"]["min_lift_over_popularity"] = 100.0  # ...that cannot pass
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:

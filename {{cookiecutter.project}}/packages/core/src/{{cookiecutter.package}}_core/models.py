@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from .ranking import top_k
 
-# Rows scored at once: a 2048 x 5000 float32 block is ~40 MB.
+# Rows scored at once: a 2048 x 5000 float32 block is ~40 MB (one per thread).
 CHUNK_ROWS = 2048
+MAX_THREADS = 4
 GIB = 2**30
 
 
@@ -102,18 +105,13 @@ class BaseRecommender(BaseEstimator, ABC):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         check_is_fitted(self)
         X_rows = _as_csr(X_rows, "X_rows", min_rows=0)
-        n_rows = X_rows.shape[0]
         width = min(k, self.n_items_)
-        indices = np.empty((n_rows, width), dtype=np.int32)
-        scores = np.empty((n_rows, width), dtype=np.float32)
-        # Chunks bound memory: dense scores for all users at once would be n_users x n_items.
-        for start in range(0, n_rows, CHUNK_ROWS):
+
+        def block(start: int) -> tuple[np.ndarray, np.ndarray]:
             chunk = X_rows[start : start + CHUNK_ROWS]
-            block = self.predict_scores(chunk)
-            indices[start : start + len(block)], scores[start : start + len(block)] = top_k(
-                block, k, exclude=chunk if exclude_seen else None
-            )
-        return indices, scores
+            return top_k(self.predict_scores(chunk), k, exclude=chunk if exclude_seen else None)
+
+        return _in_chunks(X_rows.shape[0], width, block)
 
     def similar_items(self, item_indices: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items to show next to each given item, never the item itself.
@@ -130,19 +128,16 @@ class BaseRecommender(BaseEstimator, ABC):
         if len(items) and (items.min() < 0 or items.max() >= self.n_items_):
             raise ValueError(f"item_indices must lie in [0, {self.n_items_})")
         width = min(k, self.n_items_)
-        indices = np.empty((len(items), width), dtype=np.int32)
-        scores = np.empty((len(items), width), dtype=np.float32)
-        for start in range(0, len(items), CHUNK_ROWS):
+
+        def block(start: int) -> tuple[np.ndarray, np.ndarray]:
             chunk = items[start : start + CHUNK_ROWS]
             one_hot = csr_matrix(
                 (np.ones(len(chunk), dtype=np.float32), (np.arange(len(chunk)), chunk)),
                 shape=(len(chunk), self.n_items_),
             )
-            block = self._similar_scores(one_hot)
-            indices[start : start + len(chunk)], scores[start : start + len(chunk)] = top_k(
-                block, k, exclude=one_hot
-            )
-        return indices, scores
+            return top_k(self._similar_scores(one_hot), k, exclude=one_hot)
+
+        return _in_chunks(len(items), width, block)
 
     def _similar_scores(self, one_hot: csr_matrix) -> np.ndarray:
         return self.predict_scores(one_hot)
@@ -392,6 +387,30 @@ class EASERecommender(BaseRecommender):
 
     def _scores(self, X_rows: csr_matrix) -> np.ndarray:
         return np.asarray(X_rows.astype(np.float32, copy=False) @ self.item_weights_)
+
+
+def _in_chunks(
+    n_rows: int, width: int, block: Callable[[int], tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (indices, scores) for n_rows rows, computed CHUNK_ROWS rows at a time by
+    `block(start)`. Chunks bound memory (dense scores for every user at once would be
+    n_users x n_items) and run on one thread per core: the sparse products and numpy's
+    partition release the GIL, and selecting the top k is most of building an artifact."""
+    indices = np.empty((n_rows, width), dtype=np.int32)
+    scores = np.empty((n_rows, width), dtype=np.float32)
+
+    def fill(start: int) -> None:
+        indices[start : start + CHUNK_ROWS], scores[start : start + CHUNK_ROWS] = block(start)
+
+    starts = range(0, n_rows, CHUNK_ROWS)
+    workers = min(len(starts), len(os.sched_getaffinity(0)), MAX_THREADS)
+    if workers <= 1:
+        for start in starts:
+            fill(start)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fill, starts))  # list(): re-raise a block's exception here
+    return indices, scores
 
 
 def _sparse_items(rows: list, cols: list, vals: list, n_items: int) -> csr_matrix:
