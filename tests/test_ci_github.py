@@ -37,7 +37,7 @@ CHECKOV_PIN = next(
 )
 # The model-CI trigger paths of the pipeline shape (ci/README.md), plus the workflow itself.
 MODEL_PATHS = [
-    *("data/**.dvc", "dvc.yaml", "dvc.lock", "params.yaml"),
+    *("data/**.dvc", "dvc.yaml", "dvc.lock", "params.yaml", "params.tuned.yaml"),
     *("packages/training/**", "packages/core/**", ".github/workflows/model-ci.yml"),
 ]
 # The only write scopes, each where it is used (id-token: write goes to the jobs that deploy,
