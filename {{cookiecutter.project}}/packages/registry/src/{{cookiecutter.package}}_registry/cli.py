@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         show_model_card,
         "a model card from the registry: data, metrics vs the baselines, plots, gate, limits",
     )
-    card.add_argument("--version", help="version number or alias (default: champion)")
+    card.add_argument("--version", default=CHAMPION, help="version number or alias")
     card.add_argument(
         "--out",
         type=Path,

@@ -55,7 +55,7 @@ def build(name: str, version: str | None = None) -> dict[str, Any]:
     try:
         model_version = _model_version(mlflow_client, name, wanted)
     except AuditError as error:
-        if version is None:
+        if wanted == CHAMPION:
             raise CardError(
                 f"{name} has no champion in the registry at {tracking_uri()}: nothing has "
                 "passed the gate yet; give --version N for a version that did not"
