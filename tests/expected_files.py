@@ -187,6 +187,7 @@ PAYLOAD = paths(
     packages/registry/src/shop_recommender_registry/audit_text.py
     packages/registry/src/shop_recommender_registry/canary.py
     packages/registry/src/shop_recommender_registry/cli.py
+    packages/registry/src/shop_recommender_registry/model_card.py
 
     # packages/training/
     packages/training/pyproject.toml
@@ -228,6 +229,7 @@ PAYLOAD = paths(
     tests/test_drift.py
     tests/test_dvc_pipeline.py
     tests/test_makefile.py
+    tests/test_model_card.py
     tests/test_monitoring_contract.py
     tests/test_promotion_race.py
     tests/test_registry.py

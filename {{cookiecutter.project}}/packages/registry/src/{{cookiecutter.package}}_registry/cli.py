@@ -24,7 +24,7 @@ from typing import Any
 from {{ cookiecutter.package }}_core import cli
 from {{ cookiecutter.package }}_core.shared import CHAMPION, ExitCode, model_name, setting
 
-from . import actions, audit, audit_text
+from . import actions, audit, audit_text, model_card
 
 
 def lineage(args: argparse.Namespace) -> None:
@@ -82,6 +82,15 @@ def rollback(args: argparse.Namespace) -> None:
 def show_audit(args: argparse.Namespace) -> None:
     report = audit.build(model_name(), args.version, args.url, args.all)
     print(json.dumps(report, indent=2) if args.json else audit_text.render(report))
+
+
+def show_model_card(args: argparse.Namespace) -> None:
+    card = model_card.build(model_name(), args.version)
+    written = model_card.write(card, args.out, with_html=not args.no_html)
+    aliases = ",".join(card["model"]["aliases"]) or "no alias"
+    print(f"model card of {card['model']['name']} v{card['model']['version']} ({aliases}):")
+    for path in written:
+        print(f"  {path}")
 
 
 def canary_check(args: argparse.Namespace) -> int:
@@ -148,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--url", help="a running API: audit the version it serves")
     chain.add_argument("--all", action="store_true", help="every version of the model")
     chain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    card = command(
+        "model-card",
+        show_model_card,
+        "a model card from the registry: data, metrics vs the baselines, plots, gate, limits",
+    )
+    card.add_argument("--version", default=CHAMPION, help="version number or alias")
+    card.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/model-card.md"),
+        help="the Markdown card; its plots go to <stem>-plots/, the HTML page to <stem>.html",
+    )
+    card.add_argument("--no-html", action="store_true", help="write the Markdown card only")
 
     canary = command(
         "canary-check",
