@@ -122,6 +122,7 @@ def add_project_files(project: Path, commit: str, version: str = "0.1.0") -> Non
     """What a project of the real template holds besides the render: this project's Makefile
     and delivery scripts, the recorded answers and the template record."""
     shutil.copy(PROJECT_ROOT / "Makefile", project / "Makefile")
+    (project / ".gitignore").write_text("__pycache__/\n")  # as a project's: make runs Python
     shutil.copytree(PROJECT_ROOT / "delivery", project / "delivery",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (project / ".cookiecutter.json").write_text(json.dumps(ANSWERS, indent=2) + "\n")
@@ -135,7 +136,6 @@ def new_project(folder: Path, commit: str = "", **record) -> Path:
     project = folder / "tiny"
     project.mkdir()
     (project / "settings.txt").write_text("greeting = bonjour\n")
-    (project / ".gitignore").write_text("__pycache__/\n")  # as a project's: make runs Python
     add_project_files(project, commit, **record)
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Initial commit")
