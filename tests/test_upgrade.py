@@ -60,9 +60,9 @@ TEMPLATE_CHANGES = [
     ),
     (
         f"{PAYLOAD}/packages/core/src/{{{{cookiecutter.package}}}}_core/models.py",
-        "B = -P / diag(P) with P = (X^T X + l2 * I)^-1; larger `l2` regularises more.\n",
-        "B = -P / diag(P) with P = (X^T X + l2 * I)^-1; larger `l2` regularises more\n"
-        "    (template 0.1.1: the same closed form, reworded).\n",
+        "B = -P / diag(P) with P = (X^T X + lambda * I)^-1. `l2`",
+        "B = -P / diag(P) with P = (X^T X + lambda * I)^-1 (template 0.1.1: the same closed form,\n"
+        "    reworded). `l2`",
     ),
     (
         f"{PAYLOAD}/k8s/base/kustomization.yaml",
