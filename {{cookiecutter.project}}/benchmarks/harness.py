@@ -51,14 +51,53 @@ def main(parser: argparse.ArgumentParser, run: Run, measure: Measure | None = No
     sys.exit(run(load_params(args.params), args))
 
 
-def in_fresh_process(script: str, *args: object) -> dict[str, Any]:
-    """Run `script`'s measure in a new interpreter; its last line of output, parsed."""
+class FreshProcessFailed(RuntimeError):
+    """A measurement's process exited with an error (`returncode` > 0) or was killed by a signal
+    (`returncode` = -signal), with its `stderr`."""
+
+    def __init__(self, script: str, returncode: int, stderr: str) -> None:
+        super().__init__(f"{Path(script).name} {MEASURE} failed:\n{stderr[-3000:]}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @property
+    def last_line(self) -> str:
+        """The last non-blank line of its stderr (a traceback's exception), or ""."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def in_fresh_process(script: str, *args: object, memory_limit: int | None = None) -> dict[str, Any]:
+    """Run `script`'s measure in a new interpreter; its last line of output, parsed.
+
+    `memory_limit` (bytes) caps the process's address space (RLIMIT_AS), so an allocation past it
+    fails in that process (a MemoryError) instead of swapping the machine. A failure raises
+    FreshProcessFailed (a RuntimeError).
+    """
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     result = subprocess.run(
-        [sys.executable, script, MEASURE, *map(str, args)], capture_output=True, text=True
+        [sys.executable, script, MEASURE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_memory if memory_limit is not None else None,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"{Path(script).name} {MEASURE} failed:\n{result.stderr[-3000:]}")
+        raise FreshProcessFailed(script, result.returncode, result.stderr)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def available_memory_bytes() -> int | None:
+    """The memory the kernel says can be used without swapping (MemAvailable), None off Linux."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def sizes(text: str) -> list[int]:
@@ -89,7 +128,8 @@ def table(columns: list[Column], rows: list[dict[str, Any]], title: str | None =
     """`rows` in fixed-width columns under a header and a rule, `title` above them.
 
     A header takes its column's alignment and width (">8.2f" -> ">8"); a column whose spec has no
-    width (free text, the last one) is set off by two spaces instead.
+    width (free text, the last one) is set off by two spaces instead. A cell that is None (not
+    measured) shows as "-".
     """
     layouts = [re.match(r"[<>^]?\d*", spec).group() for _, _, spec in columns]
 
@@ -99,8 +139,14 @@ def table(columns: list[Column], rows: list[dict[str, Any]], title: str | None =
             for cell, layout in zip(cells, layouts, strict=True)
         )
 
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
+            f"{'-':{layout}}" if row[key] is None else f"{row[key]:{spec}}"
+            for (_, key, spec), layout in zip(columns, layouts, strict=True)
+        ]
+
     names = [name for name, _, _ in columns]
     header = line([f"{name:{layout}}" for name, layout in zip(names, layouts, strict=True)])
     lines = [*([title] if title else []), header, "-" * len(header)]
-    lines += [line([f"{row[key]:{spec}}" for _, key, spec in columns]) for row in rows]
+    lines += [line(cells(row)) for row in rows]
     return "\n".join(lines)

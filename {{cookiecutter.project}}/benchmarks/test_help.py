@@ -7,7 +7,7 @@ import re
 import pytest
 
 FLAGS = {
-    "bench_train": "--params --sizes --online-retail",
+    "bench_train": "--params --tables --sizes --catalogues --events --online-retail --memory-limit",
     "bench_serve": "--params --events --workers --threads --clients --seconds --rounds",
     "bench_batch": "--params --sizes --k --chunk-size",
     "bench_drift": "--params --sizes",
