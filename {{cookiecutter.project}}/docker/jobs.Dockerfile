@@ -79,6 +79,12 @@ LABEL org.opencontainers.image.title="{{ cookiecutter.project }}-jobs" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
       org.opencontainers.image.source="${SOURCE_URL}"
+# libgomp1: implicit's ALS (the `als` candidate) links the system's OpenMP runtime, which slim
+# images lack (scikit-learn bundles its own copy under another name).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --home-dir /home/app --create-home --shell /usr/sbin/nologin app
 COPY --from=build /app/.venv /app/.venv
