@@ -41,8 +41,9 @@ FORBIDDEN_IN_API = ("sklearn", "scipy", "dvc", "evidently")
 # The targets hold FROM python:3.11-slim (about 130 MB unpacked); the local Debian base is
 # larger, so what an image adds to its base is checked against the target less the slim base.
 SLIM_BASE_MB = 130
-# jobs: 1.3 GB since the evaluate stage draws its plots offline with vl-convert (84 MB).
-TARGET_MB = {"api": 300, "jobs": 1300}
+# jobs: 1.4 GB since the evaluate stage draws its plots offline with vl-convert (84 MB) and the
+# ALS candidate brings implicit with the OpenMP runtime (measured: 1,334 MB over a slim base).
+TARGET_MB = {"api": 300, "jobs": 1400}
 
 
 DOCKERFILES = ("docker/api.Dockerfile", "docker/jobs.Dockerfile")
