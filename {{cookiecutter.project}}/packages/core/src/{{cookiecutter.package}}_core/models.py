@@ -210,12 +210,11 @@ class ItemKNNRecommender(BaseRecommender):
             sim[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
             if n_keep == 0:
                 continue
-            top = np.argpartition(sim, n_items - n_keep, axis=0)[n_items - n_keep :]
-            top_vals = np.take_along_axis(sim, top, axis=0)
-            keep = top_vals > 0
-            rows.append(top[keep])
-            cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
-            vals.append(top_vals[keep])
+            # Each target item (a column) keeps its most similar source items.
+            targets, sources, values = _strongest(sim.T, start, n_keep)
+            rows.append(sources)
+            cols.append(targets)
+            vals.append(values)
         # S[i, j] = similarity of item i to target item j, so scores = X_rows @ S.
         self.similarity_ = _sparse_items(rows, cols, vals, n_items)
 
@@ -271,12 +270,10 @@ class RP3betaRecommender(BaseRecommender):
             walk[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-loop
             if n_keep == 0:
                 continue
-            top = np.argpartition(walk, n_items - n_keep, axis=1)[:, n_items - n_keep :]
-            top_vals = np.take_along_axis(walk, top, axis=1)
-            keep = top_vals > 0
-            rows.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
-            cols.append(top[keep])
-            vals.append(top_vals[keep])
+            sources, targets, values = _strongest(walk, start, n_keep)
+            rows.append(sources)
+            cols.append(targets)
+            vals.append(values)
         self.walk_ = _sparse_items(rows, cols, vals, n_items)
 
     def _scores(self, X_rows: csr_matrix) -> np.ndarray:
@@ -411,6 +408,19 @@ def _in_chunks(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(fill, starts))  # list(): re-raise a block's exception here
     return indices, scores
+
+
+def _strongest(
+    block: np.ndarray, start: int, n_keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, value) of the n_keep largest positive entries in each row of `block`,
+    rows start, start + 1, ... of an items x items matrix."""
+    n_items = block.shape[1]
+    top = np.argpartition(block, n_items - n_keep, axis=1)[:, n_items - n_keep :]
+    values = np.take_along_axis(block, top, axis=1)
+    keep = values > 0
+    rows = np.broadcast_to(np.arange(start, start + len(block))[:, None], top.shape)
+    return rows[keep], top[keep], values[keep]
 
 
 def _sparse_items(rows: list, cols: list, vals: list, n_items: int) -> csr_matrix:
