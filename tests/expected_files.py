@@ -68,6 +68,7 @@ PAYLOAD = paths(
     benchmarks/test_help.py
 
     # docs/ (the site's pages are the repository's Markdown: make docs)
+    docs/hooks/reference_pages.py
     docs/hooks/repository_pages.py
     mkdocs.yml
 

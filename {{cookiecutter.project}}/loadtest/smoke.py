@@ -47,13 +47,17 @@ def check(url: str, server: subprocess.Popen | None, run_time: str, ready_within
     return subprocess.run([*load, f"RUN_TIME={run_time}", "USERS=10"]).returncode
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="", help="a running API to check instead of serving one")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--run-time", default="10s")
-    parser.add_argument("--ready-within", type=float, default=120, help="seconds (default 120)")
-    args = parser.parse_args()
+    parser.add_argument("--port", type=int, default=8765, help="where to serve the champion")
+    parser.add_argument("--run-time", default="10s", help="the load test's length (locust -t)")
+    parser.add_argument("--ready-within", type=float, default=120, help="seconds")
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.url:
         return check(args.url.rstrip("/"), None, args.run_time, args.ready_within)
     url = f"http://127.0.0.1:{args.port}"

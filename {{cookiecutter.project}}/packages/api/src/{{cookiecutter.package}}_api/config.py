@@ -33,6 +33,7 @@ class Settings:
     DRIFT_REPORT_DIR: str = _shared("DRIFT_REPORT_DIR")
     LOG_LEVEL: str = _shared("LOG_LEVEL")
 
+    # How often each worker checks MODEL_URI and swaps in a new version (0: never).
     MODEL_REFRESH_SECONDS: float = 60.0
     ADMIN_TOKEN: str | None = None  # unset: the admin endpoints are disabled
     # A file whose content (stripped) is the token: a Kubernetes Secret mounted as a file. Read
@@ -41,14 +42,14 @@ class Settings:
     # Wrong admin tokens from one client address: after this many within the window, 429 with
     # Retry-After until the oldest failure leaves the window (counted in each worker).
     ADMIN_MAX_FAILURES: int = 10
-    ADMIN_FAILURE_WINDOW_SECONDS: float = 60.0
+    ADMIN_FAILURE_WINDOW_SECONDS: float = 60.0  # the window of ADMIN_MAX_FAILURES
     # A folder every worker of this server shares: POST /v1/admin/reload stamps a file there and
     # every worker reloads. The gunicorn config makes one; empty: a reload reaches one process.
     RELOAD_SIGNAL_DIR: str = ""
-    MAX_CONTENT_LENGTH: int = 64 * 1024
-    MAX_K: int = 100
+    MAX_CONTENT_LENGTH: int = 64 * 1024  # bytes of a request body (413 above)
+    MAX_K: int = 100  # the largest k a request may ask for
     MAX_IDS_PER_REQUEST: int = 100  # session items, batch users, excluded items
-    MAX_EVENTS_PER_REQUEST: int = 500
+    MAX_EVENTS_PER_REQUEST: int = 500  # events in one POST /v1/events
     MAX_EVENTS_CONTENT_LENGTH: int = 512 * 1024  # POST /v1/events only; batches are bigger
 
     @classmethod

@@ -25,10 +25,17 @@ PROJECT = "{{ cookiecutter.project }}"
 class ExitCode(IntEnum):
     """One convention for every command of every package (the README's "Exit codes")."""
 
+    # done, or nothing to do: a stage ran, no drift, the export is already complete
     OK = 0
-    FAILED = 1  # something that should have worked did not: a crash, a write, a service down
-    BAD_INPUT = 2  # arguments, params, data or files at fault; nothing was changed
-    CHECK_FAILED = 3  # the command ran and its check says no: gate failed, drift, SLO breached
+    # something that should have worked did not: a stage crashed, a write failed, a service down
+    FAILED = 1
+    # bad input, nothing was changed: arguments, params, the data contract (file, row and column
+    # named), missing files, a refused approval or rollback, an API that does not answer
+    BAD_INPUT = 2
+    # the command ran and its check says no: the promotion gate failed (promote, pipeline,
+    # retrain, monitor), drift detected (drift), an SLO breached (make loadtest), canary-check
+    # says roll back (a hold exits 0, or 3 with --strict)
+    CHECK_FAILED = 3
 
 
 # --- Settings: environment variable -> default ---------------------------------------------
