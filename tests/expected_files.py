@@ -138,6 +138,7 @@ PAYLOAD = paths(
     packages/api/tests/test_no_monitoring_imports.py
     packages/api/tests/test_openapi.py
     packages/api/tests/test_recommendations.py
+    packages/api/tests/test_reference_examples.py
     packages/api/tests/test_registry.py
     packages/api/tests/test_registry_server.py
     packages/api/tests/test_schemathesis.py

@@ -551,10 +551,9 @@ def schema_fields(spec: dict[str, Any], schema: Any) -> list[list[str]]:
     return rows
 
 
-def curl(
-    spec: dict[str, Any], method: str, path: str, operation: dict[str, Any], where: str
-) -> str:
-    url, headers, body = path, [], None
+def example_url(spec: dict[str, Any], path: str, operation: dict[str, Any], where: str) -> str:
+    """`path` with each path parameter replaced by its example."""
+    url = path
     for parameter in operation.get("parameters", []):
         parameter = resolve(spec, parameter)
         if parameter["in"] == "path":
@@ -564,6 +563,14 @@ def curl(
             if example is None:
                 raise SourceError(f"{where}: path parameter {parameter['name']} has no example")
             url = url.replace("{" + parameter["name"] + "}", str(example))
+    return url
+
+
+def curl(
+    spec: dict[str, Any], method: str, path: str, operation: dict[str, Any], where: str
+) -> str:
+    """A curl command for the operation: its path and JSON body examples, the admin token."""
+    url, headers, body = example_url(spec, path, operation, where), [], None
     if operation.get("security"):
         headers.append('-H "Authorization: Bearer $ADMIN_TOKEN"')
     content = (operation.get("requestBody") or {}).get("content", {})
@@ -617,6 +624,7 @@ def api_operations(root: Path) -> list[dict[str, Any]]:
                         for status, response in operation.get("responses", {}).items()
                     ],
                     "curl": curl(spec, method, path, operation, where),
+                    "url": example_url(spec, path, operation, where),
                     "example": body.get("example") if body else None,
                     "token": bool(operation.get("security")),
                 }
