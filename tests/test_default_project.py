@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import kubectl_without_a_cluster, make
+from conftest import kubectl_without_a_cluster, make, run, tool
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +172,88 @@ def test_deploy_rollback_moves_the_champion_and_the_overlay_follows(project, gol
     finally:
         make(project, "rollback", "REASON=the test's drill is over", "TO=1", check=False)
         subprocess.run(["git", "checkout", "--", "k8s"], cwd=project, check=True)
+
+
+# --- The reference pages (docs/hooks/reference_pages.py) ----------------------------------------
+
+
+def test_the_template_sites_reference_pages_are_the_default_projects(project):
+    """docs/reference/project/ holds what the default bake generates: a change to a source
+    (the Makefile, a parser, params.yaml, openapi.yaml...) without `--write` fails here."""
+    template = Path(__file__).resolve().parents[1]
+    checked = subprocess.run(
+        ["python3", "scripts/reference_pages.py", "--check", str(project)],
+        cwd=template,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_docs_site_has_the_reference_pages_and_catches_a_broken_link(project):
+    """`make docs`: every README and .md of the project becomes a page, the reference pages are
+    generated into reference/, and a link to a page that does not exist fails the build."""
+    uv = f"UV={tool('uv')}"
+    make(project, "docs", uv)
+    site = project / "site"
+    for page in ("index.html", "delivery/index.html", "k8s/index.html", "ansible/index.html"):
+        assert (site / page).is_file()
+    api = (site / "reference" / "api" / "index.html").read_text()
+    assert "POST <code>/v1/events</code>" in api and "curl -sS -X POST" in api
+    commands = (site / "reference" / "commands" / "index.html").read_text()
+    assert "shop-recommender-batch export" in commands and "CHECK_FAILED" in commands
+    readme = project / "loadtest" / "README.md"
+    original = readme.read_text()
+    try:
+        readme.write_text(original + "\nSee [the old guide](../guides/old.md).\n")
+        broken = make(project, "docs", uv, check=False)
+        assert broken.returncode != 0
+        assert "guides/old.md" in broken.stderr + broken.stdout
+    finally:
+        readme.write_text(original)
+
+
+def test_the_reference_pages_follow_their_sources(project, tmp_path):
+    """A copy of the project's sources with a new make target, params key, endpoint and alert:
+    the pages, generated with the project's .venv, show them; an endpoint without a summary
+    stops the generator naming it; without a .venv, `make docs` says to run `make setup`."""
+    copy = tmp_path / "copy"
+    skip = shutil.ignore_patterns(
+        ".venv", ".tools", "cache", "data", "models", "mlruns", "site", "reports", "dist", "logs"
+    )
+    shutil.copytree(project, copy, ignore=skip)
+    makefile = copy / "Makefile"
+    makefile.write_text(
+        makefile.read_text() + "\nnightly:  ## the nightly export (WHEN=)\n\t@echo $(WHEN)\n"
+    )
+    params = copy / "params.yaml"
+    params.write_text(params.read_text() + "\n# Shop hours.\nshop:\n  opens: 9  # o'clock\n")
+    openapi = copy / "packages/api/src/shop_recommender_api/openapi.yaml"
+    endpoint = "  /v1/hello:\n    get:\n      summary: Say hello\n      responses:\n"
+    endpoint += '        "200":\n          description: Hello.\n'
+    text = openapi.read_text()
+    openapi.write_text(text.replace("\npaths:\n", "\npaths:\n" + endpoint, 1))
+    alerts = copy / "monitoring/prometheus/alerts.yml"
+    alerts.write_text(
+        alerts.read_text()
+        + "      - alert: DemoAlwaysFiring\n        expr: vector(1)\n        labels:\n"
+        + "          severity: info\n        annotations:\n          summary: Always on\n"
+    )
+    python = str(project / ".venv" / "bin" / "python")
+    generator = ["docs/hooks/reference_pages.py", "--root", str(copy)]
+    run([python, *generator, "--out", str(tmp_path / "pages")], cwd=project)
+    pages = {path.name: path.read_text() for path in (tmp_path / "pages").iterdir()}
+    assert "| `make nightly` | the nightly export (WHEN=) | `WHEN=` |" in pages["make.md"]
+    assert "## `shop`\n\nShop hours." in pages["params.md"]
+    assert "| `shop.opens` | `9` | o'clock |" in pages["params.md"]
+    assert 'curl -sS "$API/v1/hello"' in pages["api.md"]
+    assert "| `DemoAlwaysFiring` | info |" in pages["metrics.md"]
+
+    openapi.write_text(openapi.read_text().replace("      summary: Say hello\n", "", 1))
+    refused = run([python, *generator, "--json"], cwd=project, check=False)
+    assert refused.returncode == 2
+    assert "ERROR: openapi.yaml: GET /v1/hello has no summary" in refused.stderr
+
+    no_venv = make(copy, "docs", f"UV={tool('uv')}", check=False)
+    assert no_venv.returncode != 0
+    assert "run `make setup` first" in no_venv.stdout + no_venv.stderr

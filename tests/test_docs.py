@@ -1,14 +1,13 @@
 """The docs build strictly, the options table matches cookiecutter.json and the refusals quoted
-in the options page are the hook's."""
+in the options page are the hook's. A generated project's `make docs` (which needs its .venv
+for the reference pages) is tested on the default bake, in test_default_project.py."""
 
 import re
 import subprocess
 import sys
 
-import pytest
-
 from hooks.pre_gen_project import read_choices, read_payload_pyprojects, refusal
-from tests.conftest import PAYLOAD_DIR, TEMPLATE_ROOT, VENV_BIN, answers_for, bake, run, tool
+from tests.conftest import PAYLOAD_DIR, TEMPLATE_ROOT, VENV_BIN, answers_for
 
 
 def test_options_table_is_generated_from_cookiecutter_json():
@@ -43,20 +42,3 @@ def test_the_refusals_in_the_options_page_are_the_hooks():
     for field, value, rest in lines:
         message = refusal({**defaults, field: value}, choices, pyprojects)
         assert message == f"{field}: {value!r}{rest}"
-
-
-@pytest.mark.slow
-def test_generated_project_docs_build_and_catch_a_broken_link(tmp_path, cookiecutter_config):
-    """`make docs` in a bake: every README and .md of the project becomes a page, and a link to
-    a page that does not exist fails the build."""
-    project = bake(tmp_path, cookiecutter_config)
-    uv = f"UV={tool('uv')}"
-    built = run(["make", "--no-print-directory", "docs", uv], cwd=project)
-    site = project / "site"
-    for page in ("index.html", "delivery/index.html", "k8s/index.html", "ansible/index.html"):
-        assert (site / page).is_file(), built.stdout
-    readme = project / "loadtest" / "README.md"
-    readme.write_text(readme.read_text() + "\nSee [the old guide](../guides/old.md).\n")
-    broken = run(["make", "--no-print-directory", "docs", uv], cwd=project, check=False)
-    assert broken.returncode != 0
-    assert "guides/old.md" in broken.stderr + broken.stdout

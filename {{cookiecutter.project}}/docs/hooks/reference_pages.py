@@ -403,11 +403,12 @@ def params_keys(path: Path) -> list[dict[str, Any]]:
             dotted = f"{prefix}{key_node.value}"
             own = comment_for(key_node, value_node)
             line = key_node.start_mark.line
-            if not own and group and group[1] == line - 1:
+            leaf = not isinstance(value_node, yaml.MappingNode)
+            if not own and leaf and group and group[1] == line - 1:
                 own = f"see `{group[0]}`"
             elif own and not (lines[line - 1].lstrip().startswith("#") if line else False):
                 group = None  # a comment beside a value is that key's alone
-            if own and not isinstance(value_node, yaml.MappingNode):
+            if own and leaf:
                 group = (group[0] if group and own.startswith("see `") else dotted, line)
             else:
                 group = None
