@@ -69,6 +69,7 @@ PAYLOAD = paths(
 
     # docs/ (the site's pages are the repository's Markdown: make docs)
     docs/hooks/repository_pages.py
+    docs/runbooks.md
     mkdocs.yml
 
     # delivery/
