@@ -27,8 +27,9 @@ def on_files(files: Files, config) -> Files:
     # docs/'s own pages come back below under their repository path (docs/runbooks.md), so a
     # link to one reads the same on the site as in the repository.
     docs_dir = Path(config["docs_dir"]).resolve()
-    for file in [f for f in files if Path(f.abs_src_path).resolve().is_relative_to(docs_dir)]:
-        files.remove(file)
+    for file in list(files):
+        if file.abs_src_path and Path(file.abs_src_path).resolve().is_relative_to(docs_dir):
+            files.remove(file)
     for path in repository_files():
         files.append(File(path, str(ROOT), config["site_dir"], config["use_directory_urls"]))
     return files
