@@ -70,6 +70,7 @@ PAYLOAD = paths(
     # docs/ (the site's pages are the repository's Markdown: make docs)
     docs/hooks/reference_pages.py
     docs/hooks/repository_pages.py
+    docs/runbooks.md
     mkdocs.yml
 
     # delivery/
