@@ -24,16 +24,20 @@ BANNER = (
     "`scripts/reference_pages.py` with the project's own generator: change the payload's "
     "source, then run it with `--write`."
 )
+COPY_BANNER = (
+    "> The default project's `{source}`, copied from a bake of the template by "
+    "`scripts/reference_pages.py`: edit the payload's, then run it with `--write`."
+)
 
 
 class BakeError(Exception):
     pass
 
 
-def with_banner(text: str) -> str:
+def with_banner(text: str, banner: str = BANNER) -> str:
     """The page with the template's note under its title."""
     title, _, rest = text.partition("\n")
-    return f"{title}\n\n{BANNER}\n{rest}"
+    return f"{title}\n\n{banner}\n{rest}"
 
 
 def project_pages(bake: Path) -> dict[str, str]:
@@ -51,7 +55,8 @@ def project_pages(bake: Path) -> dict[str, str]:
     pages = {name: with_banner(text) for name, text in json.loads(done.stdout).items()}
     for name, source in COPIED.items():
         if (bake / source).is_file():
-            pages[name] = with_banner((bake / source).read_text())
+            banner = COPY_BANNER.format(source=source)
+            pages[name] = with_banner((bake / source).read_text(), banner)
     return pages
 
 

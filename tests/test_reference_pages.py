@@ -5,6 +5,7 @@ no installed project, on small sources written here (the default bake's pages ar
 test_default_project.py)."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 import textwrap
@@ -196,3 +197,37 @@ def test_the_template_script_needs_a_set_up_bake(tmp_path):
     )
     assert not_set_up.returncode == 2
     assert "run `make setup`" in not_set_up.stderr
+
+
+def test_the_template_script_names_a_stale_page(tmp_path):
+    """A bake whose generator gives another api.md and no metrics.md: --check fails naming
+    both, and writes nothing."""
+    sys.path.insert(0, str(TEMPLATE_ROOT / "scripts"))
+    try:
+        import reference_pages as script
+    finally:
+        sys.path.pop(0)
+    committed = TEMPLATE_ROOT / "docs" / "reference" / "project"
+    pages = {path.name: path.read_text() for path in committed.glob("*.md")}
+    generated = {
+        name: text.replace(f"\n\n{script.BANNER}\n", "\n", 1)
+        for name, text in pages.items()
+        if name not in script.COPIED and name != "metrics.md"
+    }
+    generated["api.md"] += "\nAn endpoint more.\n"
+    source = json.dumps(json.dumps(generated))
+    write(tmp_path / "docs/hooks/reference_pages.py", f"print({source})\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    checked = subprocess.run(
+        [sys.executable, "scripts/reference_pages.py", "--check", str(tmp_path)],
+        cwd=TEMPLATE_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    where = "docs/reference/project"
+    assert f"stale: {where}/api.md" in checked.stdout
+    assert f"not generated any more: {where}/metrics.md" in checked.stdout
+    assert f"stale: {where}/make.md" not in checked.stdout  # the same page
+    assert {path.name: path.read_text() for path in committed.glob("*.md")} == pages
