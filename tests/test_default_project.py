@@ -250,6 +250,9 @@ def test_the_reference_pages_follow_their_sources(project, tmp_path):
     run([python, *generator, "--out", str(tmp_path / "pages")], cwd=project)
     pages = {path.name: path.read_text() for path in (tmp_path / "pages").iterdir()}
     assert "| `make nightly` | the nightly export (WHEN=) | `WHEN=` |" in pages["make.md"]
+    listed = [line.split("\t")[0] for line in make(copy, "-s", "help").stdout.splitlines()]
+    shown = re.findall(r"^\| `make ([a-z0-9-]+)` \|", pages["make.md"], re.M)
+    assert shown == listed and "nightly" in listed  # the targets `make help` lists, in order
     assert "## `shop`\n\nShop hours." in pages["params.md"]
     assert "| `shop.opens` | `9` | o'clock |" in pages["params.md"]
     assert 'curl -sS "$API/v1/hello"' in pages["api.md"]
