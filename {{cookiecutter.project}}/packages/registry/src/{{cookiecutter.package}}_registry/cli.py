@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}_core import cli
-from {{ cookiecutter.package }}_core.shared import CHAMPION, ExitCode, model_name, setting
+from {{ cookiecutter.package }}_core.shared import (
+    CHAMPION,
+    ExitCode,
+    model_name,
+    setting,
+    tracking_uri,
+)
 
 from . import actions, audit, audit_text, model_card
 
@@ -91,6 +97,43 @@ def show_model_card(args: argparse.Namespace) -> None:
     print(f"model card of {card['model']['name']} v{card['model']['version']} ({aliases}):")
     for path in written:
         print(f"  {path}")
+
+
+def _database(args: argparse.Namespace):
+    from .backup import database
+
+    if args.database:
+        return database(args.database)
+    return database(tracking_uri(), named_by="MLFLOW_TRACKING_URI")
+
+
+def _versions(model: dict[str, Any]) -> str:
+    champion = f"champion v{model['champion']}" if model["champion"] else "no champion"
+    return f"{model['name']}: versions {', '.join(model['versions']) or 'none'}, {champion}"
+
+
+def back_up(args: argparse.Namespace) -> None:
+    from .backup import backup
+
+    manifest = backup(args.out, _database(args), args.artifacts, model_name())
+    model = manifest["model"]
+    print(f"backed up {manifest['database']['uri']} and {manifest['artifacts']['root']}")
+    print(f"  {_versions(model)}")
+    for name in manifest["files"]:
+        print(f"  {args.out / name}")
+
+
+def restore(args: argparse.Namespace) -> None:
+    from .backup import restore as restore_backup
+
+    done = restore_backup(args.source, _database(args), args.artifacts)
+    manifest, state = done["manifest"], done["state"]
+    print(f"restored the backup of {manifest['created_at']} from {args.source}")
+    print(f"  database   {manifest['database']['uri']} -> {_database(args).shown}")
+    if done["moved_aside"]:
+        print(f"  the database it replaced is now {done['moved_aside']}")
+    print(f"  artifacts  {done['root']}")
+    print(f"  {_versions(state)}")
 
 
 def canary_check(args: argparse.Namespace) -> int:
@@ -171,6 +214,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Markdown card; its plots go to <stem>-plots/, the HTML page to <stem>.html",
     )
     card.add_argument("--no-html", action="store_true", help="write the Markdown card only")
+
+    database = (
+        "the registry database: sqlite:///<file> or postgresql://<user>:<password>@<host>/<db> "
+        "when not given: MLFLOW_TRACKING_URI, if it names one)"
+    )
+    save = command(
+        "backup", back_up, "back up the registry: its database and artifacts, with a manifest"
+    )
+    save.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
+    save.add_argument("--database", help=database)
+    save.add_argument(
+        "--artifacts",
+        type=Path,
+        help="the artifacts folder (when not given, for SQLite: the experiments' artifact root; "
+        "for an MLflow server, required: its --artifacts-destination)",
+    )
+    load = command(
+        "restore", restore, "restore a backup: check its manifest, then database and artifacts"
+    )
+    load.add_argument("--from", dest="source", type=Path, required=True, help="a backup folder")
+    load.add_argument("--database", help=database)
+    load.add_argument(
+        "--artifacts", type=Path, help="where the artifacts go (when not given: where they were)"
+    )
 
     canary = command(
         "canary-check",
