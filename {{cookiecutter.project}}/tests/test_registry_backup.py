@@ -158,6 +158,11 @@ def test_bad_inputs_exit_2_and_change_nothing(champion_project, tmp_path, capsys
         assert f"{broken / file}" in error and damage in error
         unchanged()
 
+    auth = f"sqlite:///{paths.root / 'basic_auth.db'}"
+    code, _, error = cli(capsys, "restore", "--from", str(good), "--auth-database", auth)
+    assert code == ExitCode.BAD_INPUT and "holds no auth database" in error
+    unchanged()
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
     for command in (["backup", "--out", str(tmp_path / "new")], ["restore", "--from", str(good)]):
         code, _, error = cli(capsys, *command)

@@ -348,11 +348,30 @@ def test_serves_the_champion_from_the_server_follows_the_alias_and_survives_an_o
         assert served_version() == "2"
 
 
+def sql(port: int, dbname: str, *statements: str) -> list[tuple]:
+    """Run statements (autocommit) in `dbname`; the rows of the last one that returns any."""
+    import psycopg2
+
+    connection = psycopg2.connect(host="127.0.0.1", port=port, user=DB, dbname=dbname)
+    connection.autocommit = True
+    rows: list[tuple] = []
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+                if cursor.description is not None:
+                    rows = cursor.fetchall()
+    finally:
+        connection.close()
+    return rows
+
+
 def test_a_backup_restores_the_champion_into_a_new_database(
     postgres, mlflow_server, register, tmp_path, new_artifact
 ):
-    """`registry backup` with pg_dump, the database dropped and recreated empty, the artifacts
-    deleted, `registry restore` with pg_restore: the restarted server resolves the champion."""
+    """`registry backup` with pg_dump, the databases dropped and recreated empty, the artifacts
+    deleted, `registry restore` with pg_restore: the restarted server resolves the champion, and
+    the auth database (a stand-in with one user) is back too."""
     import psycopg2
     from mlflow.tracking import MlflowClient
 
@@ -364,11 +383,17 @@ def test_a_backup_restores_the_champion_into_a_new_database(
     new_artifact(popular=[3, 2, 1, 0], name="v2").save(tmp_path / "v2")
     assert register(tmp_path / "v2", {"git_commit": "def456"}) == "2"
     MlflowClient(tracking_uri=url).set_registered_model_alias(NAME, "champion", "1")
+    sql(postgres, "postgres", "CREATE DATABASE mlflow_auth")
+    sql(postgres, "mlflow_auth", "CREATE TABLE users (name text)", "INSERT INTO users SELECT 'ci'")
     artifacts, backup = tmp_path / "mlartifacts", tmp_path / "backups" / "nightly"
     # As the runbook runs it on the tracking host: the server's backend store URI (psycopg2
     # driver and all) and its artifacts directory; MODEL_NAME says whose champion to record.
     registry_cli = [sys.executable, "-m", "{{ cookiecutter.package }}_registry.cli"]
-    where = ["--database", backend_store_uri(postgres), "--artifacts", str(artifacts)]
+    auth = f"postgresql://{DB}@127.0.0.1:{postgres}/mlflow_auth"
+    where = [
+        *("--database", backend_store_uri(postgres), "--artifacts", str(artifacts)),
+        *("--auth-database", auth),
+    ]
     env = {**os.environ, "MODEL_NAME": NAME, "MLFLOW_TRACKING_URI": url}
     done = subprocess.run(
         [*registry_cli, "backup", "--out", str(backup), *where],
@@ -378,15 +403,11 @@ def test_a_backup_restores_the_champion_into_a_new_database(
     assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["database"]["kind"] == "postgresql"
-    assert sorted(manifest["files"]) == ["artifacts.tar.gz", "mlflow.dump"]
+    assert sorted(manifest["files"]) == ["artifacts.tar.gz", "mlflow.dump", "mlflow_auth.dump"]
 
     stop(process)  # the disaster: the database and the artifacts are gone
-    connection = psycopg2.connect(host="127.0.0.1", port=postgres, user=DB, dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE {DB} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DB}")
-    connection.close()
+    for name in (DB, "mlflow_auth"):
+        sql(postgres, "postgres", f"DROP DATABASE {name} WITH (FORCE)", f"CREATE DATABASE {name}")
     shutil.rmtree(artifacts)
     with pytest.raises(psycopg2.errors.UndefinedTable):
         registered_models(postgres)  # an empty database: no MLflow schema
@@ -398,6 +419,7 @@ def test_a_backup_restores_the_champion_into_a_new_database(
     assert done.returncode == 0, done.stderr
     assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
     assert registered_models(postgres) == [NAME]
+    assert sql(postgres, "mlflow_auth", "SELECT name FROM users") == [("ci",)]
 
     url, process = start_mlflow_server(postgres, tmp_path)
     try:

@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 DATABASE_FILES = {SQLITE: "mlflow.db", POSTGRESQL: "mlflow.dump"}
+AUTH_FILES = {SQLITE: "mlflow_auth.db", POSTGRESQL: "mlflow_auth.dump"}  # the server's users
 ARTIFACTS_FILE = "artifacts.tar.gz"
 ARTIFACTS_ARCNAME = "artifacts"
 DELETED_VERSION = "Deleted_Internal"  # the stage MLflow gives a deleted model version
@@ -181,17 +182,44 @@ def _run(command: list[str], what: str) -> None:
 # --- Backup ------------------------------------------------------------------------------------
 
 
-def backup(out: Path, db: Database, artifacts: Path | None, model: str) -> dict[str, Any]:
-    """Copy the database and archive the artifacts into the empty (or new) folder `out`."""
+def _readable(db: Database, what: str) -> None:
+    """Refuse a database that cannot be copied here, before anything is written."""
+    if db.kind == SQLITE and not db.path.is_file():
+        raise BadInput(f"no {what} database at {db.path}")
+    if db.kind == POSTGRESQL:
+        _tool("pg_dump")
+        _tool("psql")
+
+
+def _copy(db: Database, target: Path) -> None:
+    """A consistent copy of `db` at `target`: SQLite's backup API, or a pg_dump archive."""
+    if db.kind == SQLITE:
+        source = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True)
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+    else:
+        _run(
+            [_tool("pg_dump"), "--format=custom", f"--dbname={db.libpq_uri}", f"--file={target}"],
+            f"pg_dump of {db.shown}",
+        )
+
+
+def backup(
+    out: Path, db: Database, artifacts: Path | None, model: str, auth: Database | None = None
+) -> dict[str, Any]:
+    """Copy the database (and the server's auth database, when given) and archive the artifacts
+    into the empty (or new) folder `out`."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"{out} is not an empty folder: back up into a new one")
-    if db.kind == SQLITE and not db.path.is_file():
-        raise BadInput(f"no registry database at {db.path}")
-    if db.kind == POSTGRESQL:
-        pg_dump = _tool("pg_dump")
-        _tool("psql")
-        if artifacts is None:
-            raise BadInput("pass --artifacts <the MLflow server's artifacts directory>")
+    _readable(db, "registry")
+    if auth is not None:
+        _readable(auth, "auth")
+    if db.kind == POSTGRESQL and artifacts is None:
+        raise BadInput("pass --artifacts <the MLflow server's artifacts directory>")
     root = artifacts if artifacts is not None else local_artifact_root(db)
     if not root.is_dir():
         raise BadInput(f"no artifacts directory {root}: pass --artifacts")
@@ -201,34 +229,32 @@ def backup(out: Path, db: Database, artifacts: Path | None, model: str) -> dict[
     try:
         copy = out / DATABASE_FILES[db.kind]
         if db.kind == SQLITE:
-            source = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True)
-            target = sqlite3.connect(copy)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-                source.close()
-            state = registry_state(db, model, sqlite_file=copy)
+            _copy(db, copy)
+            state = registry_state(db, model, sqlite_file=copy)  # what the copy holds
         else:
             state = registry_state(db, model)
-            _run(
-                [pg_dump, "--format=custom", f"--dbname={db.libpq_uri}", f"--file={copy}"],
-                f"pg_dump of {db.shown}",
-            )
+            _copy(db, copy)
+        files = [copy.name]
+        auth_entry = None
+        if auth is not None:
+            _copy(auth, out / AUTH_FILES[auth.kind])
+            auth_entry = {"kind": auth.kind, "uri": auth.shown, "file": AUTH_FILES[auth.kind]}
+            files.append(AUTH_FILES[auth.kind])
         with tarfile.open(out / ARTIFACTS_FILE, "w:gz") as archive:
             archive.add(root, arcname=ARTIFACTS_ARCNAME)
-        files = [copy.name, ARTIFACTS_FILE]
+        files.append(ARTIFACTS_FILE)
         manifest = {
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "database": {"kind": db.kind, "uri": db.shown, "file": copy.name},
+            "auth_database": auth_entry,
             "artifacts": {"root": str(root.resolve()), "file": ARTIFACTS_FILE},
             "model": state,
             "files": {name: sha256(out / name) for name in files},
         }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     except BaseException:
-        for name in (*DATABASE_FILES.values(), ARTIFACTS_FILE, MANIFEST):
+        for name in (*DATABASE_FILES.values(), *AUTH_FILES.values(), ARTIFACTS_FILE, MANIFEST):
             (out / name).unlink(missing_ok=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
@@ -252,7 +278,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BadInput(f"{path} is not a registry backup manifest: {error!r}") from error
     if manifest.get("format") != FORMAT or kind not in DATABASE_FILES:
         raise BadInput(f"{path}: unknown backup format or database kind {kind!r}")
-    for name in (database_file, artifacts_file):
+    auth = manifest.get("auth_database") or {}
+    for name in (database_file, artifacts_file, *([auth["file"]] if auth else [])):
         if name not in files or Path(name).name != name:
             raise BadInput(f"{path}: {name!r} is not a file of the backup")
     for name, expected in files.items():
@@ -273,45 +300,64 @@ def _checked_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return members
 
 
-def restore(folder: Path, db: Database, artifacts: Path | None) -> dict[str, Any]:
-    """Put the backup in `folder` back: the database, then the artifacts. Returns what the
-    restored database holds, and where the old SQLite file was moved (None on PostgreSQL)."""
+def _put_back(db: Database, copy: Path, stamp: str) -> Path | None:
+    """Replace the database with `copy`; returns where a SQLite file it replaced was moved."""
+    if db.kind == POSTGRESQL:
+        _run(
+            [
+                *(_tool("pg_restore"), "--clean", "--if-exists", "--no-owner"),
+                *("--single-transaction", f"--dbname={db.libpq_uri}", str(copy)),
+            ],
+            f"pg_restore into {db.shown}",
+        )
+        return None
+    db.path.parent.mkdir(parents=True, exist_ok=True)
+    incoming = db.path.with_name(f"{db.path.name}.restoring-{stamp}")
+    shutil.copyfile(copy, incoming)
+    moved_aside = None
+    if db.path.exists():
+        moved_aside = db.path.with_name(f"{db.path.name}.before-restore-{stamp}")
+        db.path.replace(moved_aside)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = db.path.with_name(db.path.name + suffix)
+            if side.exists():
+                side.replace(moved_aside.with_name(moved_aside.name + suffix))
+    incoming.replace(db.path)
+    return moved_aside
+
+
+def restore(
+    folder: Path, db: Database, artifacts: Path | None, auth: Database | None = None
+) -> dict[str, Any]:
+    """Put the backup in `folder` back: the database (and the auth database, when given), then
+    the artifacts. Returns the manifest, what the restored database holds, the artifact root
+    and the SQLite files the restore moved aside."""
     manifest = read_manifest(folder)
     kind = manifest["database"]["kind"]
     if kind != db.kind:
         raise BadInput(f"{folder} holds a {kind} backup; {db.shown} is {db.kind}")
+    saved_auth: dict[str, str] = manifest.get("auth_database") or {}
+    if auth is not None and not saved_auth:
+        raise BadInput(f"{folder} holds no auth database (backed up without --auth-database)")
+    if auth is not None and saved_auth["kind"] != auth.kind:
+        raise BadInput(f"{folder} holds a {saved_auth['kind']} auth database; {auth.shown} is not")
     root = artifacts if artifacts is not None else Path(manifest["artifacts"]["root"])
     copy = folder / manifest["database"]["file"]
-    with tarfile.open(folder / manifest["artifacts"]["file"]) as archive:
-        _checked_members(archive)
-    if db.kind == POSTGRESQL:
-        pg_restore = _tool("pg_restore")
+    try:
+        with tarfile.open(folder / manifest["artifacts"]["file"]) as archive:
+            _checked_members(archive)
+    except tarfile.TarError as error:
+        raise BadInput(f"the artifacts archive cannot be read: {error}") from error
+    if POSTGRESQL in (db.kind, auth.kind if auth else None):
+        _tool("pg_restore")
         _tool("psql")
-    else:
+    if db.kind == SQLITE:
         registry_state(db, manifest["model"]["name"], sqlite_file=copy)  # a readable database
 
-    moved_aside = None
-    if db.kind == SQLITE:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        db.path.parent.mkdir(parents=True, exist_ok=True)
-        incoming = db.path.with_name(f"{db.path.name}.restoring-{stamp}")
-        shutil.copyfile(copy, incoming)
-        if db.path.exists():
-            moved_aside = db.path.with_name(f"{db.path.name}.before-restore-{stamp}")
-            db.path.replace(moved_aside)
-            for suffix in ("-wal", "-shm", "-journal"):
-                side = db.path.with_name(db.path.name + suffix)
-                if side.exists():
-                    side.replace(moved_aside.with_name(moved_aside.name + suffix))
-        incoming.replace(db.path)
-    else:
-        _run(
-            [
-                *(pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction"),
-                *(f"--dbname={db.libpq_uri}", str(copy)),
-            ],
-            f"pg_restore into {db.shown}",
-        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    moved_aside = [_put_back(db, copy, stamp)]
+    if auth is not None:
+        moved_aside.append(_put_back(auth, folder / saved_auth["file"], stamp))
 
     # Artifacts are written once per run and model id: extracting over the folder adds back what
     # is missing and leaves what was logged since the backup (the folder may be a mount point).
@@ -337,4 +383,10 @@ def restore(folder: Path, db: Database, artifacts: Path | None) -> dict[str, Any
             f"restored, but the champion is v{state['champion']}, the backup had "
             f"v{manifest['model']['champion']}"
         )
-    return {"manifest": manifest, "state": state, "root": root, "moved_aside": moved_aside}
+    return {
+        "manifest": manifest,
+        "state": state,
+        "root": root,
+        "moved_aside": [path for path in moved_aside if path is not None],
+        "auth_restored": auth is not None,
+    }
