@@ -188,6 +188,7 @@ PAYLOAD = paths(
     packages/registry/src/shop_recommender_registry/actions.py
     packages/registry/src/shop_recommender_registry/audit.py
     packages/registry/src/shop_recommender_registry/audit_text.py
+    packages/registry/src/shop_recommender_registry/backup.py
     packages/registry/src/shop_recommender_registry/canary.py
     packages/registry/src/shop_recommender_registry/cli.py
     packages/registry/src/shop_recommender_registry/model_card.py
@@ -237,6 +238,7 @@ PAYLOAD = paths(
     tests/test_promotion_race.py
     tests/test_registry.py
     tests/test_registry_actions.py
+    tests/test_registry_backup.py
     tests/test_retrain.py
     tests/test_template_sync.py
     """

@@ -146,9 +146,12 @@ def postgres():
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture
-def mlflow_server(postgres, tmp_path):
-    """`mlflow server` on the PostgreSQL above, proxying artifacts; yields (url, process)."""
+def backend_store_uri(postgres: int) -> str:
+    return f"postgresql+psycopg2://{DB}@127.0.0.1:{postgres}/{DB}"
+
+
+def start_mlflow_server(postgres: int, tmp_path: Path) -> tuple[str, subprocess.Popen]:
+    """`mlflow server` on the PostgreSQL at port `postgres`, proxying tmp_path/mlartifacts."""
     port, log = free_port(), tmp_path / "mlflow-server.log"
     process = start(
         [
@@ -157,7 +160,7 @@ def mlflow_server(postgres, tmp_path):
             "mlflow",
             "server",
             "--backend-store-uri",
-            f"postgresql+psycopg2://{DB}@127.0.0.1:{postgres}/{DB}",
+            backend_store_uri(postgres),
             "--artifacts-destination",
             str(tmp_path / "mlartifacts"),
             "--host",
@@ -175,6 +178,17 @@ def mlflow_server(postgres, tmp_path):
     try:
         # The first start creates the schema (alembic migrations): allow it time.
         wait_until(lambda: get(f"{url}/health")[0] == 200, 120, "mlflow /health", process, log)
+    except BaseException:
+        stop(process)
+        raise
+    return url, process
+
+
+@pytest.fixture
+def mlflow_server(postgres, tmp_path):
+    """`mlflow server` on the PostgreSQL above, proxying artifacts; yields (url, process)."""
+    url, process = start_mlflow_server(postgres, tmp_path)
+    try:
         yield url, process
     finally:
         stop(process)
@@ -332,3 +346,86 @@ def test_serves_the_champion_from_the_server_follows_the_alias_and_survives_an_o
         status, _, body = get(f"{base}/readyz")
         assert status == 200 and json.loads(body)["model_version"] == "2"
         assert served_version() == "2"
+
+
+def sql(port: int, dbname: str, *statements: str) -> list[tuple]:
+    """Run statements (autocommit) in `dbname`; the rows of the last one that returns any."""
+    import psycopg2
+
+    connection = psycopg2.connect(host="127.0.0.1", port=port, user=DB, dbname=dbname)
+    connection.autocommit = True
+    rows: list[tuple] = []
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+                if cursor.description is not None:
+                    rows = cursor.fetchall()
+    finally:
+        connection.close()
+    return rows
+
+
+def test_a_backup_restores_the_champion_into_a_new_database(
+    postgres, mlflow_server, register, tmp_path, new_artifact
+):
+    """`registry backup` with pg_dump, the databases dropped and recreated empty, the artifacts
+    deleted, `registry restore` with pg_restore: the restarted server resolves the champion, and
+    the auth database (a stand-in with one user) is back too."""
+    import psycopg2
+    from mlflow.tracking import MlflowClient
+
+    from {{ cookiecutter.package }}_core.model_source import load_model
+
+    url, process = mlflow_server
+    new_artifact(name="v1").save(tmp_path / "v1")
+    assert register(tmp_path / "v1", {"git_commit": "abc123"}) == "1"
+    new_artifact(popular=[3, 2, 1, 0], name="v2").save(tmp_path / "v2")
+    assert register(tmp_path / "v2", {"git_commit": "def456"}) == "2"
+    MlflowClient(tracking_uri=url).set_registered_model_alias(NAME, "champion", "1")
+    sql(postgres, "postgres", "CREATE DATABASE mlflow_auth")
+    sql(postgres, "mlflow_auth", "CREATE TABLE users (name text)", "INSERT INTO users SELECT 'ci'")
+    artifacts, backup = tmp_path / "mlartifacts", tmp_path / "backups" / "nightly"
+    # As the runbook runs it on the tracking host: the server's backend store URI (psycopg2
+    # driver and all) and its artifacts directory; MODEL_NAME says whose champion to record.
+    registry_cli = [sys.executable, "-m", "{{ cookiecutter.package }}_registry.cli"]
+    auth = f"postgresql://{DB}@127.0.0.1:{postgres}/mlflow_auth"
+    where = [
+        *("--database", backend_store_uri(postgres), "--artifacts", str(artifacts)),
+        *("--auth-database", auth),
+    ]
+    env = {**os.environ, "MODEL_NAME": NAME, "MLFLOW_TRACKING_URI": url}
+    done = subprocess.run(
+        [*registry_cli, "backup", "--out", str(backup), *where],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["database"]["kind"] == "postgresql"
+    assert sorted(manifest["files"]) == ["artifacts.tar.gz", "mlflow.dump", "mlflow_auth.dump"]
+
+    stop(process)  # the disaster: the database and the artifacts are gone
+    for name in (DB, "mlflow_auth"):
+        sql(postgres, "postgres", f"DROP DATABASE {name} WITH (FORCE)", f"CREATE DATABASE {name}")
+    shutil.rmtree(artifacts)
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        registered_models(postgres)  # an empty database: no MLflow schema
+
+    done = subprocess.run(
+        [*registry_cli, "restore", "--from", str(backup), *where],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
+    assert registered_models(postgres) == [NAME]
+    assert sql(postgres, "mlflow_auth", "SELECT name FROM users") == [("ci",)]
+
+    url, process = start_mlflow_server(postgres, tmp_path)
+    try:
+        champion = MlflowClient(tracking_uri=url).get_model_version_by_alias(NAME, "champion")
+        assert (champion.version, champion.tags["git_commit"]) == ("1", "abc123")
+        loaded = load_model(f"models:/{NAME}@champion", url)  # downloads from the artifacts
+        assert loaded.version == "1" and loaded.tags["git_commit"] == "abc123"
+    finally:
+        stop(process)

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}_core import cli
-from {{ cookiecutter.package }}_core.shared import CHAMPION, ExitCode, model_name, setting
+from {{ cookiecutter.package }}_core.shared import (
+    CHAMPION,
+    ExitCode,
+    model_name,
+    setting,
+    tracking_uri,
+)
 
 from . import actions, audit, audit_text, model_card
 
@@ -91,6 +97,56 @@ def show_model_card(args: argparse.Namespace) -> None:
     print(f"model card of {card['model']['name']} v{card['model']['version']} ({aliases}):")
     for path in written:
         print(f"  {path}")
+
+
+def _databases(args: argparse.Namespace):
+    """The registry database (default: MLFLOW_TRACKING_URI) and the auth database, if given."""
+    from .backup import database
+
+    if args.database:
+        registry_db = database(args.database)
+    else:
+        registry_db = database(tracking_uri(), named_by="MLFLOW_TRACKING_URI")
+    auth = database(args.auth_database, "--auth-database") if args.auth_database else None
+    return registry_db, auth
+
+
+def _versions(model: dict[str, Any]) -> str:
+    champion = f"champion v{model['champion']}" if model["champion"] else "no champion"
+    return f"{model['name']}: versions {', '.join(model['versions']) or 'none'}, {champion}"
+
+
+def back_up(args: argparse.Namespace) -> None:
+    from .backup import backup
+
+    registry_db, auth = _databases(args)
+    manifest = backup(args.out, registry_db, args.artifacts, model_name(), auth)
+    model = manifest["model"]
+    print(f"backed up {manifest['database']['uri']} and {manifest['artifacts']['root']}")
+    if auth is not None:
+        print(f"  and the auth database {auth.shown}")
+    print(f"  {_versions(model)}")
+    for name in manifest["files"]:
+        print(f"  {args.out / name}")
+
+
+def restore(args: argparse.Namespace) -> None:
+    from .backup import restore as restore_backup
+
+    registry_db, auth = _databases(args)
+    done = restore_backup(args.source, registry_db, args.artifacts, auth)
+    manifest, state = done["manifest"], done["state"]
+    print(f"restored the backup of {manifest['created_at']} from {args.source}")
+    print(f"  database   {manifest['database']['uri']} -> {registry_db.shown}")
+    saved_auth = manifest.get("auth_database")
+    if auth is not None:
+        print(f"  auth       {saved_auth['uri']} -> {auth.shown}")
+    elif saved_auth:
+        print("  auth       not restored (it is in the backup: pass --auth-database)")
+    for path in done["moved_aside"]:
+        print(f"  the database it replaced is now {path}")
+    print(f"  artifacts  {done['root']}")
+    print(f"  {_versions(state)}")
 
 
 def canary_check(args: argparse.Namespace) -> int:
@@ -171,6 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Markdown card; its plots go to <stem>-plots/, the HTML page to <stem>.html",
     )
     card.add_argument("--no-html", action="store_true", help="write the Markdown card only")
+
+    database = (
+        "the registry database: sqlite:///<file> or postgresql://<user>:<password>@<host>/<db> "
+        "when not given: MLFLOW_TRACKING_URI, if it names one)"
+    )
+    auth_database = (
+        "an MLflow server's auth database (users and permissions: basic_auth.ini's database_uri), "
+        "saved and restored with the registry"
+    )
+    save = command(
+        "backup", back_up, "back up the registry: its database and artifacts, with a manifest"
+    )
+    save.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
+    save.add_argument("--database", help=database)
+    save.add_argument("--auth-database", help=auth_database)
+    save.add_argument(
+        "--artifacts",
+        type=Path,
+        help="the artifacts folder (when not given, for SQLite: the experiments' artifact root; "
+        "for an MLflow server, required: its --artifacts-destination)",
+    )
+    load = command(
+        "restore", restore, "restore a backup: check its manifest, then database and artifacts"
+    )
+    load.add_argument("--from", dest="source", type=Path, required=True, help="a backup folder")
+    load.add_argument("--database", help=database)
+    load.add_argument("--auth-database", help=auth_database)
+    load.add_argument(
+        "--artifacts", type=Path, help="where the artifacts go (when not given: where they were)"
+    )
 
     canary = command(
         "canary-check",
