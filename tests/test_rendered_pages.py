@@ -7,6 +7,7 @@ names them.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import urllib.error
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 
+from tests import browser as browser_module
 from tests.browser import Browser, PageReport, require_chromium, serve
 from tests.conftest import TEMPLATE_ROOT, VENV_BIN
 
@@ -197,7 +199,7 @@ def test_the_check_names_a_request_to_another_host(browser, site, tmp_path):
     without the hook's script tag, and one loading a web font, are reported (and refused)."""
     page = (site / "pictures" / "index.html").read_text()
     local = '<script src="../assets/javascripts/mermaid.min.js"></script>'
-    assert local in page
+    assert -1 < page.find(local) < page.find("assets/javascripts/bundle.")  # `mermaid` first
     copy = tmp_path / "site"
     (copy / "pictures").mkdir(parents=True)
     (copy / "pictures" / "index.html").write_text(page.replace(local, ""))
@@ -216,9 +218,19 @@ def test_the_check_names_a_request_to_another_host(browser, site, tmp_path):
 
 
 def test_the_docs_build_stops_without_the_local_mermaid(tmp_path):
-    import os
-
     env = {**os.environ, "MERMAID_JS": str(tmp_path / "absent" / "mermaid.min.js")}
     result = build(TEMPLATE_ROOT / "mkdocs.yml", tmp_path / "site", env=env)
     assert result.returncode != 0
     assert "mermaid is missing" in result.stderr and "make setup" in result.stderr
+
+
+def test_without_chromium_the_tests_skip_or_under_require_chromium_fail(monkeypatch, tmp_path):
+    monkeypatch.setattr(browser_module, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv("REQUIRE_CHROMIUM", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium not found"):
+        require_chromium()
+    monkeypatch.setenv("REQUIRE_CHROMIUM", "1")
+    with pytest.raises(pytest.fail.Exception, match="REQUIRE_CHROMIUM=1 but chromium not found"):
+        require_chromium()
+    with pytest.raises(RuntimeError, match="chromium not found"), Browser():
+        pass
