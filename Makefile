@@ -5,17 +5,27 @@ BIN := $(VENV)/bin
 BUILD := build
 PROJECT := shop-recommender
 
-.PHONY: setup demo test test-fast lint docs release clean
+.PHONY: setup demo test test-fast lint docs pictures release clean
 
-setup: $(VENV)/.installed
+# The docs' mermaid diagrams are drawn by npm's mermaid package, copied into the built site
+# (scripts/mkdocs_mermaid.py): installed with npm when it is there; without it `make docs` stops
+# and says so.
+MERMAID := .tools/node/node_modules/mermaid/dist/mermaid.min.js
+HAS_NPM := $(shell command -v npm 2>/dev/null)
+
+setup: $(VENV)/.installed $(if $(HAS_NPM),$(MERMAID))
 
 # gitlab-ci-local runs a bake's .gitlab-ci.yml jobs on this machine (tests/test_ci_gitlab.py):
 # npm's package, 4.52 being the last release that runs on Node 20 (newer ones need Node 22).
 # Installed when npm is there (.ci/run installs it); without, those tests skip.
 GITLAB_CI_LOCAL := .tools/node/node_modules/.bin/gitlab-ci-local
-WITH_NPM := $(if $(shell command -v npm 2>/dev/null),$(GITLAB_CI_LOCAL))
+WITH_NPM := $(if $(HAS_NPM),$(GITLAB_CI_LOCAL) $(MERMAID))
 $(GITLAB_CI_LOCAL):
 	npm install --prefix .tools/node --no-audit --no-fund --silent gitlab-ci-local@4.52.0
+
+$(MERMAID):
+	npm install --prefix .tools/node --no-audit --no-fund --silent --save-exact mermaid@11.17.2
+	touch $@
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +57,12 @@ lint: setup
 # The documentation site (tutorial, options, reference, decisions) into build/site.
 docs: setup
 	$(BIN)/mkdocs build --strict
+
+# The screenshots in docs/assets/pictures (docs/pictures.md) from a bake after `make demo`:
+# make pictures [PROJECT_DIR=build/shop-recommender]
+PROJECT_DIR ?= $(BUILD)/$(PROJECT)
+pictures: setup
+	$(BIN)/python scripts/doc_pictures.py $(PROJECT_DIR)
 
 # Tag a release: make release VERSION=x.y.z (docs/releasing.md). Checks VERSION, CHANGELOG.md,
 # a clean tree, a new tag and build/tests-passed for HEAD, then creates the annotated tag

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import Browser, require_chromium, serve
 from conftest import kubectl_without_a_cluster, make, run, tool
 
 pytestmark = pytest.mark.slow
@@ -266,3 +267,56 @@ def test_the_reference_pages_follow_their_sources(project, tmp_path):
     no_venv = make(copy, "docs", f"UV={tool('uv')}", check=False)
     assert no_venv.returncode != 0
     assert "run `make setup` first" in no_venv.stdout + no_venv.stderr
+
+
+# --- The reports people open, in headless chromium (tests/browser.py) -------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    with Browser() as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def reports(project, golden_path):
+    """The project's reports/ folder after `make demo` and `make model-card`, over HTTP."""
+    card = make(project, "model-card")
+    assert "reports/model-card.html" in card.stdout
+    with serve(project / "reports") as base:
+        yield base
+
+
+def test_model_card_shows_the_evaluation_plots(browser, reports):
+    report = browser.visit(f"{reports}/model-card.html")
+    assert not report.problems(), "\n".join(report.problems())
+    assert re.fullmatch(r"Model card: shop-recommender v\d+ \(champion\)", report.title)
+    # The NDCG@k and recall@k plots, inline and drawn at a readable size.
+    plots = [size for size in report.svgs if size[0] > 300 and size[1] > 200]
+    assert len(plots) == 2, report.svgs
+    assert {"plot-ndcg_at_k", "plot-recall_at_k"} <= report.ids
+
+
+def test_drift_report_renders_offline(browser, reports, project):
+    """evidently's HTML carries its scripts inline: nothing is fetched, its charts are drawn."""
+    pages = sorted((project / "reports" / "drift").glob("*.html"))
+    assert [page.name for page in pages][:1] == ["data_drift.html"], pages
+    for page in pages:
+        report = browser.visit(f"{reports}/drift/{page.name}")
+        assert not report.problems(), "\n".join(report.problems())
+        # Reference and current distribution of each column: two canvases a row.
+        drawn = [size for size in report.canvases if size[0] > 50 and size[1] > 20]
+        assert len(drawn) >= 2 * 3, report.canvases
+
+
+def test_locust_report_renders_offline(browser, reports):
+    report = browser.visit(f"{reports}/loadtest/locust.html")
+    assert report.title == "Locust"
+    assert not report.external_requests and not report.page_errors, report.problems()
+    # Its three charts (requests/s, response times, users) are drawn.
+    assert len([size for size in report.canvases if size[0] > 300 and size[1] > 100]) == 3
+    # locust's saved report names its web UI's favicon at an absolute path, which no saved
+    # report serves: the one missing asset (and chromium's console line for it).
+    assert report.failed_requests == [f"{reports}/assets/favicon-light.png (HTTP 404)"]
+    assert len(report.console_errors) == 1 and "404" in report.console_errors[0]
