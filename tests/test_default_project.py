@@ -83,6 +83,18 @@ def test_smoke_checks_a_running_api_at_its_url(project, golden_path):
     assert failed.returncode != 0 and "did not get ready" in failed.stderr
 
 
+def test_smoke_refuses_a_port_another_server_holds(project, golden_path):
+    """Serving its own API, smoke refuses a busy port: the API already there would answer."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        smoke = [".tools/bin/uv", "run", "--no-sync", "python", "loadtest/smoke.py"]
+        refused = run([*smoke, "--port", str(port)], cwd=project, check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"port {port} is in use" in refused.stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

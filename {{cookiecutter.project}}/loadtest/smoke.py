@@ -1,6 +1,6 @@
 """The smoke test of `make demo` and of every deploy: ask the API over HTTP, load-test it.
 
-    uv run python loadtest/smoke.py [--port 8765] [--run-time 10s]   # serves the champion
+    uv run python loadtest/smoke.py [--port N] [--run-time 10s]   # serves the champion
     uv run python loadtest/smoke.py --url https://api.staging.example  # a deployed API
 
 Without --url it runs `make serve` and stops it afterwards; with --url it checks that API as it
@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from {{ cookiecutter.package }}_core.api_client import ApiClient
+from {{ cookiecutter.package }}_core.shared import ExitCode
 
 
 def wait_until_ready(api: ApiClient, server: subprocess.Popen | None, seconds: float) -> None:
@@ -50,18 +52,33 @@ def check(url: str, server: subprocess.Popen | None, run_time: str, ready_within
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="", help="a running API to check instead of serving one")
-    parser.add_argument("--port", type=int, default=8765, help="where to serve the champion")
+    parser.add_argument(
+        "--port", type=int, default=0, help="where to serve the champion (0: a free port)"
+    )
     parser.add_argument("--run-time", default="10s", help="the load test's length (locust -t)")
     parser.add_argument("--ready-within", type=float, default=120, help="seconds")
     return parser
+
+
+def claim_port(port: int) -> int:
+    """A free loopback port (port 0), or `port` when nothing listens there: an API already on
+    it would answer the checks instead of the one started here."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            print(f"ERROR: port {port} is in use; stop what serves there, or pick another --port")
+            raise SystemExit(ExitCode.BAD_INPUT) from None
+        return sock.getsockname()[1]
 
 
 def main() -> int:
     args = build_parser().parse_args()
     if args.url:
         return check(args.url.rstrip("/"), None, args.run_time, args.ready_within)
-    url = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(args.port), "LOG_LEVEL": "warning"}
+    port = claim_port(args.port)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning"}
     os.makedirs("logs", exist_ok=True)
     with open("logs/smoke-serve.log", "wb") as log:
         server = subprocess.Popen(
