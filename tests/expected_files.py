@@ -88,6 +88,10 @@ PAYLOAD = paths(
     loadtest/smoke.py
     loadtest/test_loadtest.py
 
+    # workshop/ (the template's docs/workshop/ labs: make check-lab N=...)
+    workshop/check_lab.py
+    workshop/test_check_lab.py
+
     # monitoring/
     monitoring/README.md
     monitoring/grafana/dashboard.json
