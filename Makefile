@@ -54,7 +54,7 @@ lint: setup
 	$(BIN)/ruff check hooks tests scripts local_extensions.py
 	$(BIN)/ruff format --check hooks tests scripts local_extensions.py
 
-# The documentation site (tutorial, options, reference, decisions) into build/site.
+# The documentation site (getting started, workshop, architecture, reference, runbooks, decisions) into build/site.
 docs: setup
 	$(BIN)/mkdocs build --strict
 

@@ -87,17 +87,31 @@ def split_output(output: str) -> tuple[str | None, str]:
     return last, rest
 
 
+def moved(blocks: list[Block], ports: dict[int, int]) -> list[Block]:
+    """The blocks with each port the page names (8000, 5000) replaced by a free one: the tests
+    run beside others that serve on the pages' ports."""
+    moved_blocks = []
+    for block in blocks:
+        text = block.text
+        for page_port, port in ports.items():
+            text = re.sub(rf"(?<!\d){page_port}(?!\d)", str(port), text)
+        moved_blocks.append(Block(block.number, block.line, text))
+    return moved_blocks
+
+
 def run_page(
     page: Path,
     cwd: Path,
     env: dict[str, str] | None = None,
     timeout: float = 900,
+    ports: dict[int, int] | None = None,
 ) -> str:
     """Run the page's bash blocks in one session in `cwd`; return the whole output.
 
-    Raises DocCommandFailed naming the failing block and showing its output. A page with no
-    bash block is an error too: a test running it would prove nothing."""
-    blocks = bash_blocks(page.read_text())
+    `ports` maps a port the page names to the one the session uses instead. Raises
+    DocCommandFailed naming the failing block and showing its output. A page with no bash
+    block is an error too: a test running it would prove nothing."""
+    blocks = moved(bash_blocks(page.read_text()), ports or {})
     if not blocks:
         raise DocCommandFailed(f"{page}: no ```bash block to run")
     with tempfile.TemporaryDirectory(prefix="doc-commands-") as folder:

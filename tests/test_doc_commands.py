@@ -102,3 +102,10 @@ def test_the_docs_pages_have_commands():
     docs = Path(__file__).resolve().parents[1] / "docs"
     for page in ["getting-started.md", *(f"workshop/lab-{n}.md" for n in range(1, 7))]:
         assert bash_blocks((docs / page).read_text()), page
+
+
+def test_ports_the_page_names_are_moved_and_other_numbers_kept(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```bash\necho http://127.0.0.1:8000/x --port 5000 EVENTS=400000 18000\n```\n")
+    output = run_page(page, cwd=tmp_path, ports={8000: 41234, 5000: 41235})
+    assert "http://127.0.0.1:41234/x --port 41235 EVENTS=400000 18000" in output

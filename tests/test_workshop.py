@@ -4,6 +4,7 @@ steps and passes after them, and every ```bash block of its page runs."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -30,17 +31,26 @@ def test_each_lab_is_not_done_before_its_steps_and_done_after(tmp_path):
     # Lab 1 makes the project: its "before" is a project generated but not set up.
     generated = bake(tmp_path / "before", write_cookiecutter_config(tmp_path / "cc"))
     assert_not_done(check_lab(generated, 1, env), 1)
+    # The labs' API and MLflow UI ports (8000, 5000) are also those of the dev overlay's pods in
+    # tests/test_k8s_contract.py, which may run at the same time: the session gets free ones.
+    ports = {8000: free_port(), 5000: free_port()}
     timings = {}
     for lab in range(1, 7):
         if lab > 1:
             assert_not_done(check_lab(project, lab, env), lab)
         started = time.monotonic()
-        run_page(LABS / f"lab-{lab}.md", cwd=TEMPLATE_ROOT, env=env, timeout=900)
+        run_page(LABS / f"lab-{lab}.md", cwd=TEMPLATE_ROOT, env=env, timeout=900, ports=ports)
         timings[lab] = time.monotonic() - started
         done = check_lab(project, lab, env)
         assert done.returncode == 0, f"lab {lab} done, its check says:\n{done.stdout}{done.stderr}"
         assert f"lab {lab} (" in done.stdout and "): done" in done.stdout
     print("workshop timings: " + ", ".join(f"lab {n} {s:.0f} s" for n, s in timings.items()))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_the_schedule_lists_every_lab():

@@ -250,7 +250,7 @@ def lab_3(check: Check) -> None:
         count > 0,
         f"{count} feedback events the API logged (logs/feedback-events.jsonl)",
         "no feedback events logged by the API (logs/feedback-events.jsonl)",
-        "make serve & then make smoke URL=http://127.0.0.1:8000",
+        "make serve PORT=8000 & then make smoke URL=http://127.0.0.1:8000",
     )
 
 
