@@ -11,6 +11,7 @@ The standard library only, so it runs before `make setup` too (lab 1 checks that
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -396,8 +397,17 @@ def report(number: int, check: Check) -> Iterator[str]:
         yield f"lab {number} ({title}): done"
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    # Any number of words, so that a wrong count gets the message naming the labs, not usage.
+    parser.add_argument("lab", nargs="*", help="the lab's number, 1 to 6")
+    return parser
+
+
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv).lab
     choices = ", ".join(str(n) for n in LABS)
     if len(args) != 1 or not args[0].strip().isdigit() or int(args[0]) not in LABS:
         given = " ".join(args) or "nothing"

@@ -260,11 +260,9 @@ def flag_rows(parser: argparse.ArgumentParser) -> list[list[str]]:
         if "%(" in help_text:
             help_text = help_text % {**vars(action), "prog": parser.prog}
         default = action.default
-        shown = (
-            ""
-            if default in (None, False, argparse.SUPPRESS, "") or action.nargs == 0
-            else str(default)
-        )
+        # `is`, not `in`: a default of 0 equals False and is shown.
+        unset = default is None or default is False or default in (argparse.SUPPRESS, "")
+        shown = "" if unset or action.nargs == 0 else str(default)
         choices = ", ".join(str(choice) for choice in action.choices or ())
         required = "yes" if action.required else ""
         rows.append(
