@@ -124,12 +124,13 @@ def _postgres_rows(db: Database, query: str, name: str) -> list[tuple[str, ...]]
 
 def registry_state(db: Database, name: str, sqlite_file: Path | None = None) -> dict[str, Any]:
     """The versions of model `name` (not deleted) and the version that holds `champion`."""
+    # The only values formatted into the SQL are this module's constants; the name is a parameter.
     versions_query = (
-        "SELECT version FROM model_versions WHERE name = ? "
+        "SELECT version FROM model_versions WHERE name = ? "  # nosec B608
         f"AND current_stage <> '{DELETED_VERSION}' ORDER BY version"
     )
     champion_query = (
-        f"SELECT version FROM registered_model_aliases WHERE name = ? AND alias = '{CHAMPION}'"
+        f"SELECT version FROM registered_model_aliases WHERE name = ? AND alias = '{CHAMPION}'"  # nosec B608
     )
     if db.kind == SQLITE:
         path = sqlite_file or db.path
