@@ -101,7 +101,11 @@ def run_both(command: str, copies, env: dict, starts=(0.0, 0.0)) -> dict[str, tu
     for (role, (root, _)), delay in sorted(delays, key=lambda pair: pair[1]):
         time.sleep(max(0.0, began + delay - time.monotonic()))
         processes[role] = subprocess.Popen(
-            [*TRAIN, command], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*TRAIN, command],
+            cwd=root,
+            env={**env, "PYTHONUNBUFFERED": "1"},  # the output in the order it was written
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
     return {role: (p.wait(timeout=600), p.stdout.read().decode()) for role, p in processes.items()}
 
@@ -120,7 +124,10 @@ def test_racing_promotions_end_with_the_better_model_and_a_truthful_record(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     registered = run_both("register", contenders, env)
-    assert all(code == 0 for code, _ in registered.values()), registered
+    # The whole output of each (a dict's repr would be cut in the middle, where the error is).
+    assert all(code == 0 for code, _ in registered.values()), "\n".join(
+        f"--- {role} exited {code}:\n{output}" for role, (code, output) in registered.items()
+    )
     version = {
         role: json.loads((root / "reports" / "registered.json").read_text())["version"]
         for role, (root, _) in contenders.items()
