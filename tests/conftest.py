@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,6 +92,17 @@ def write_cookiecutter_config(folder: Path) -> Path:
         f'cookiecutters_dir: "{folder / "cookiecutters"}"\nreplay_dir: "{folder / "replay"}"\n'
     )
     return config
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium for a module's page checks (tests/browser.py); skips without it, or
+    fails under REQUIRE_CHROMIUM=1."""
+    from browser import Browser, require_chromium  # playwright only where a page is opened
+
+    require_chromium()
+    with Browser() as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")
@@ -215,6 +227,13 @@ def file_sources(answers: dict) -> dict[str, Source]:
 
 
 # --- Running tools ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the tests' servers run side by side)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def tool(name: str) -> str:

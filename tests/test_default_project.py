@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from browser import Browser, require_chromium, serve
-from conftest import kubectl_without_a_cluster, make, run, tool
+from browser import serve
+from conftest import free_port, kubectl_without_a_cluster, make, run, tool
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +93,6 @@ def test_smoke_refuses_a_port_another_server_holds(project, golden_path):
         refused = run([*smoke, "--port", str(port)], cwd=project, check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"port {port} is in use" in refused.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_second_repro_is_a_no_op(project, golden_path):
@@ -282,13 +276,6 @@ def test_the_reference_pages_follow_their_sources(project, tmp_path):
 
 
 # --- The reports people open, in headless chromium (tests/browser.py) -------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    with Browser() as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from base_image import Buildah, require_tools
-from conftest import VENV_BIN, bake, make
+from conftest import VENV_BIN, bake, free_port, make
 from image_fixtures import request, stop, timed, wait_for
 
 slow = pytest.mark.slow
@@ -123,12 +122,6 @@ def git_head(project: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

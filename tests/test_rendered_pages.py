@@ -41,13 +41,6 @@ def build(config: Path, site: Path, strict: bool = True, env: dict | None = None
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    with Browser() as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     site = tmp_path_factory.mktemp("docs") / "site"
     result = build(TEMPLATE_ROOT / "mkdocs.yml", site)

@@ -4,11 +4,10 @@ steps and passes after them, and every ```bash block of its page runs."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
-from conftest import TEMPLATE_ROOT, bake, write_cookiecutter_config
+from conftest import TEMPLATE_ROOT, bake, free_port, write_cookiecutter_config
 from doc_commands import run_page
 from doc_session import check_lab, reader_env
 
@@ -45,12 +44,6 @@ def test_each_lab_is_not_done_before_its_steps_and_done_after(tmp_path):
         assert done.returncode == 0, f"lab {lab} done, its check says:\n{done.stdout}{done.stderr}"
         assert f"lab {lab} (" in done.stdout and "): done" in done.stdout
     print("workshop timings: " + ", ".join(f"lab {n} {s:.0f} s" for n, s in timings.items()))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_schedule_lists_every_lab():

@@ -395,10 +395,13 @@ def test_a_backup_restores_the_champion_into_a_new_database(
         *("--auth-database", auth),
     ]
     env = {**os.environ, "MODEL_NAME": NAME, "MLFLOW_TRACKING_URI": url}
-    done = subprocess.run(
-        [*registry_cli, "backup", "--out", str(backup), *where],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+
+    def registry(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*registry_cli, *args, *where], env=env, capture_output=True, text=True, check=False
+        )
+
+    done = registry("backup", "--out", str(backup))
     assert done.returncode == 0, done.stderr
     assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
     manifest = json.loads((backup / "manifest.json").read_text())
@@ -412,10 +415,7 @@ def test_a_backup_restores_the_champion_into_a_new_database(
     with pytest.raises(psycopg2.errors.UndefinedTable):
         registered_models(postgres)  # an empty database: no MLflow schema
 
-    done = subprocess.run(
-        [*registry_cli, "restore", "--from", str(backup), *where],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = registry("restore", "--from", str(backup))
     assert done.returncode == 0, done.stderr
     assert f"{NAME}: versions 1, 2, champion v1" in done.stdout
     assert registered_models(postgres) == [NAME]
