@@ -19,7 +19,7 @@ setup: $(VENV)/.installed $(if $(HAS_NPM),$(MERMAID))
 # npm's package, 4.52 being the last release that runs on Node 20 (newer ones need Node 22).
 # Installed when npm is there (.ci/run installs it); without, those tests skip.
 GITLAB_CI_LOCAL := .tools/node/node_modules/.bin/gitlab-ci-local
-WITH_NPM := $(if $(HAS_NPM),$(GITLAB_CI_LOCAL) $(MERMAID))
+WITH_NPM := $(if $(HAS_NPM),$(GITLAB_CI_LOCAL))
 $(GITLAB_CI_LOCAL):
 	npm install --prefix .tools/node --no-audit --no-fund --silent gitlab-ci-local@4.52.0
 
@@ -54,7 +54,8 @@ lint: setup
 	$(BIN)/ruff check hooks tests scripts local_extensions.py
 	$(BIN)/ruff format --check hooks tests scripts local_extensions.py
 
-# The documentation site (getting started, workshop, architecture, reference, runbooks, decisions) into build/site.
+# The documentation site (getting started, workshop, architecture, reference, runbooks,
+# decisions) into build/site.
 docs: setup
 	$(BIN)/mkdocs build --strict
 
